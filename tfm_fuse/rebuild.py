@@ -1,0 +1,118 @@
+"""Emit a new functional `keras.Model` from a `ModelGraph`, node by node, with rewrites.
+
+The caller's model is never touched: every layer of the result is a fresh copy (from its config,
+weights copied), except where a rewrite supplies something else. Fusion, stripping and pruning
+wrappers are all rewrites passed to `rebuild`.
+
+Example:
+    >>> g = analyze(model)
+    >>> def drop_dropout(node, inputs, builder):
+    ...     if isinstance(node.layer, keras.layers.Dropout):
+    ...         return inputs          # the node's output is its input
+    ...     return None                # default: a copy of the layer
+    >>> new_model = rebuild(g, drop_dropout)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+
+from tfm_fuse.errors import UnsupportedLayerError
+from tfm_fuse.graph import ModelGraph, Node, TensorRef
+
+Rewrite = Callable[[Node, list, "Builder"], "list | None"]
+
+
+class Builder:
+    """Creates layers for the new model and calls them like the original nodes were called."""
+
+    def __init__(self):
+        self._copies: dict[int, keras.Layer] = {}
+        self._pending: dict[int, dict | list] = {}
+
+    def copy(self, layer: keras.Layer) -> keras.Layer:
+        """A copy of `layer` (one per original layer, so shared layers stay shared)."""
+        if id(layer) not in self._copies:
+            self._copies[id(layer)] = self.make(type(layer), layer.get_config(), layer.get_weights())
+        return self._copies[id(layer)]
+
+    def make(self, cls: type, config: dict, weights: dict | list | None = None) -> keras.Layer:
+        """A new layer from a config; `weights` (list, or dict by short name) set once it is built."""
+        try:
+            layer = cls.from_config(config)
+        except Exception as e:  # noqa: BLE001 - re-raised with the layer named
+            raise UnsupportedLayerError(
+                config.get("name", cls.__name__),
+                f"cannot be re-created from its config ({type(e).__name__}: {e}). Register the "
+                "class with @keras.saving.register_keras_serializable and implement get_config.",
+            ) from e
+        if weights is not None:
+            self._pending[id(layer)] = weights
+        return layer
+
+    def call(self, node: Node, layer, inputs: list) -> list:
+        """Call `layer` with `node`'s arguments, `inputs` in place of its input tensors."""
+
+        def fill(x):
+            return inputs[x.index] if isinstance(x, TensorRef) else x
+
+        args = keras.tree.map_structure(fill, node.args)
+        kwargs = keras.tree.map_structure(fill, node.kwargs)
+        out = layer(*args, **kwargs)
+        self._set_pending(layer)
+        return keras.tree.flatten(out)
+
+    def _set_pending(self, layer) -> None:
+        weights = self._pending.pop(id(layer), None)
+        if weights is None:
+            return
+        if isinstance(weights, dict):
+            missing = [v.path for v in layer.weights if _short(v) not in weights]
+            if missing:
+                raise UnsupportedLayerError(layer.name, f"no value for weights {missing}")
+            weights = [weights[_short(v)] for v in layer.weights]
+        layer.set_weights([np.asarray(w) for w in weights])
+
+
+def _short(variable) -> str:
+    return variable.path.split("/")[-1]
+
+
+def rebuild(graph: ModelGraph, rewrite: Rewrite | None = None, *, name: str | None = None,
+            builder: Builder | None = None) -> keras.Model:
+    """A new functional model computing `graph`, with `rewrite` deciding node by node.
+
+    Args:
+        graph: the analysis of the model to copy.
+        rewrite: `rewrite(node, inputs, builder)` returns the node's new output tensors, or
+            `None` for a plain copy of the layer. Defaults to plain copies everywhere.
+        name: the new model's name. Defaults to the original's.
+        builder: a `Builder` to use (rewrites that share state may pass their own).
+
+    Returns:
+        A new `keras.Model` (functional even when the original was Sequential).
+    """
+    builder = builder or Builder()
+    built: dict[int, keras.KerasTensor] = {}
+    for t in graph.inputs:
+        spec = graph.tensors[t]
+        built[t] = keras.Input(batch_shape=spec.shape, dtype=spec.dtype, name=_input_name(graph, t))
+    for node in graph.nodes:
+        inputs = [built[t] for t in node.inputs]
+        outputs = rewrite(node, inputs, builder) if rewrite else None
+        if outputs is None:
+            outputs = builder.call(node, builder.copy(node.layer), inputs)
+        for t, out in zip(node.outputs, outputs):
+            built[t] = out
+    inputs = keras.tree.map_structure(lambda t: built[t], graph.inputs_struct)
+    outputs = keras.tree.map_structure(lambda t: built[t], graph.outputs_struct)
+    return keras.Model(inputs, outputs, name=name or graph.model.name)
+
+
+def _input_name(graph: ModelGraph, t: int) -> str:
+    index = graph.inputs.index(t)
+    fn = getattr(graph.model, "_functional", graph.model)
+    return fn.inputs[index]._keras_history.operation.name
