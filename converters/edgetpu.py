@@ -1,0 +1,193 @@
+"""Coral Edge TPU: full-integer `.tflite`, a static op check, LiteRT validation, the compiler.
+
+Example:
+    >>> from tfm_fuse.converters import edgetpu
+    >>> r = edgetpu.convert(model, "out/edgetpu", representative_data=x_train[:200],
+    ...                     validation_data=x_test[:200])
+    >>> r.fidelity["tflite_int8"]["top1_agreement"], r.details["edgetpu_check"]["tpu_fraction"]
+    (0.996, 1.0)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tfm_fuse.converters import _edgetpu_ops
+from tfm_fuse.converters._fidelity import check_int8, compare, dequantize, quantize
+from tfm_fuse.converters._source import (
+    ModelLike, Source, call_tool, load_source, pick_validation, sample_array,
+)
+from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters.report import Report
+from tfm_fuse.errors import ConfigError
+
+TFLITE_NAME = "model_int8.tflite"
+
+
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any,
+            validation_data: Any = None, io_dtype: Literal["uint8", "int8"] = "uint8",
+            min_top1: float | None = 0.99, require_full_tpu: bool = True,
+            max_samples: int = 256, overwrite: bool = False,
+            keep_failed: bool = False) -> Report:
+    """Writes a full-integer `.tflite` for the Edge TPU, checked op by op and against Keras.
+
+    Args:
+        model: a `keras.Model`, a `.keras` file or a SavedModel directory.
+        out_dir: output directory; must not exist unless `overwrite=True`.
+        representative_data: calibration inputs (`tf.data.Dataset`, array, generator or
+            callable), shaped like the model input, preprocessed.
+        validation_data: held-out inputs to compare with Keras. Defaults to the
+            representative data.
+        io_dtype: the `.tflite` input/output type, `"uint8"` or `"int8"`. Defaults to `"uint8"`.
+        min_top1: lowest accepted top-1 agreement with Keras (classifiers); `None` only
+            reports it. Defaults to `0.99`.
+        require_full_tpu: an op that would fall back to the CPU fails the conversion.
+            Defaults to `True`.
+        max_samples: samples kept from the representative data. Defaults to `256`.
+        overwrite: replace an existing `out_dir`. Defaults to `False`.
+        keep_failed: keep a failing artefact (its report says `ok=False`). Defaults to `False`.
+
+    Returns:
+        A `Report`; `report.json` and `report.txt` are in `out_dir`.
+
+    Raises:
+        ConfigError: bad model input, data, option or existing output path.
+        ConversionError: conversion or validation failed (nothing is left in `out_dir`).
+    """
+    if io_dtype not in ("uint8", "int8"):
+        raise ConfigError(f"io_dtype must be 'uint8' or 'int8'. Received: io_dtype={io_dtype!r}")
+    check_destination(out_dir, overwrite=overwrite)
+    src = load_source(model)
+    rep = sample_array(representative_data, src, what="representative_data",
+                       max_samples=max_samples)
+    report = Report(target="edgetpu", notes=list(src.notes))
+    x_val = pick_validation(src, validation_data, rep, report.notes)
+    with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
+        tflite = stage.path / TFLITE_NAME
+        tflite.write_bytes(_to_tflite(src, rep, io_dtype, stage.path / "_saved_model"))
+        report.artefacts["tflite_int8"] = stage.final(TFLITE_NAME)
+        _check_ops(tflite.read_bytes(), report, require_full_tpu)
+        metrics = compare(src.predict(x_val), run_tflite(tflite, x_val))
+        report.fidelity["tflite_int8"] = metrics
+        report.issues += check_int8("tflite_int8", metrics, min_top1)
+        _compile(tflite, stage, report)
+        report.ok = not report.issues
+        return stage.commit(report)
+
+
+def _to_tflite(src: Source, rep: np.ndarray, io_dtype: str, export_dir: Path) -> bytes:
+    import tensorflow as tf
+
+    src.export_saved_model(export_dir)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(export_dir))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in rep)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = getattr(tf, io_dtype)
+    converter.inference_output_type = getattr(tf, io_dtype)
+    model_bytes = call_tool(f"TF Lite full-integer conversion of input '{src.input_name}'",
+                            converter.convert)
+    shutil.rmtree(export_dir, ignore_errors=True)
+    return model_bytes
+
+
+def _check_ops(model_bytes: bytes, report: Report, require_full_tpu: bool) -> None:
+    check = _edgetpu_ops.check_tflite(model_bytes)
+    report.details["edgetpu_check"] = check
+    cpu_rows = [r for r in check["ops"] if r["reasons"]]
+    for r in cpu_rows:
+        msg = f"Op #{r['index']} {r['op']} (v{r['version']}) falls back to the CPU: " + \
+              "; ".join(r["reasons"])
+        (report.issues if require_full_tpu else report.notes).append(msg)
+    if check["first_cpu_op"]:
+        msg = (f"First op left on the CPU: {check['first_cpu_op']}; it and the "
+               f"{check['cpu_ops'] - 1} op(s) after it run on the CPU, {check['tpu_ops']} "
+               f"before it on the Edge TPU.")
+        (report.issues if require_full_tpu else report.notes).append(msg)
+    report.notes.append(f"Edge TPU op check: {check['tpu_ops']}/{len(check['ops'])} ops "
+                        f"eligible ({check['tpu_fraction']:.0%}).")
+    mb = check["parameter_bytes"] / 2**20
+    if check["fits_sram"]:
+        report.notes.append(f"Parameters {check['parameter_bytes']:,} bytes ({mb:.2f} MiB) fit the ~8 MiB on-chip memory.")
+    else:
+        report.notes.append(f"Parameters {mb:.2f} MiB exceed the ~8 MiB on-chip memory: the "
+                            f"rest is streamed from the host on every inference (slower).")
+
+
+def run_tflite(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
+    """Runs a `.tflite` in LiteRT one sample at a time; returns dequantized float outputs.
+
+    Example:
+        >>> y = run_tflite("out/edgetpu/model_int8.tflite", x_test[:10])
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = call_tool(f"Loading '{path}' in LiteRT", lambda: Interpreter(model_path=str(path)))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    results = []
+    for sample in x:
+        feed = sample[None]
+        if inp["dtype"] in (np.int8, np.uint8):
+            feed = quantize(feed, *inp["quantization"], inp["dtype"])
+        interp.set_tensor(inp["index"], feed.astype(inp["dtype"]))
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] in (np.int8, np.uint8):
+            y = dequantize(y, *out["quantization"])
+        results.append(y[0])
+    return np.stack(results)
+
+
+def _compile(tflite: Path, stage: Staging, report: Report) -> None:
+    exe = shutil.which("edgetpu_compiler")
+    command = f"edgetpu_compiler -s -o {stage.out_dir} {stage.final(tflite.name)}"
+    if exe is None:
+        report.notes.append("edgetpu_compiler is not on PATH (it ships only in Coral's apt "
+                            "repository); the static op check above stands in for it.")
+        report.next_steps.append(command)
+    else:
+        proc = subprocess.run([exe, "-s", "-o", str(stage.path), str(tflite)],
+                              capture_output=True, text=True, timeout=600)
+        (stage.path / "edgetpu_compiler.log").write_text(proc.stdout + proc.stderr)
+        report.artefacts["edgetpu_compiler_log"] = stage.final("edgetpu_compiler.log")
+        report.details["edgetpu_compiler"] = _edgetpu_ops.parse_compiler_log(proc.stdout)
+        compiled = tflite.with_name(tflite.stem + "_edgetpu.tflite")
+        if proc.returncode != 0 or not compiled.exists():
+            report.issues.append(f"edgetpu_compiler exited with {proc.returncode}: "
+                                 f"{proc.stderr.strip()[-300:]}")
+        else:
+            report.artefacts["edgetpu_tflite"] = stage.final(compiled.name)
+    name = report.artefacts.get("edgetpu_tflite", stage.final(tflite.stem + "_edgetpu.tflite"))
+    report.next_steps.append(
+        f"On the board: python3 -c \"from tfm_fuse.converters.edgetpu import make_interpreter; "
+        f"i = make_interpreter('{name}'); i.allocate_tensors(); i.invoke()\"")
+
+
+def make_interpreter(path: str | os.PathLike) -> Any:
+    """An interpreter running a compiled `*_edgetpu.tflite` on the Edge TPU (board side).
+
+    Uses pycoral's `edgetpu.make_interpreter` when pycoral (Google's, from Coral's apt
+    repository — not the unrelated PyPI package) is importable, else LiteRT with the
+    `libedgetpu.so.1` delegate. Cannot run on a machine without an Edge TPU and libedgetpu:
+    this is why it is kept this small, and untested here.
+
+    Example:
+        >>> interpreter = make_interpreter("model_int8_edgetpu.tflite")
+        >>> interpreter.allocate_tensors()
+    """
+    try:
+        from pycoral.utils import edgetpu  # type: ignore[import-not-found]
+
+        return edgetpu.make_interpreter(str(path))
+    except ImportError:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+        return Interpreter(model_path=str(path),
+                           experimental_delegates=[load_delegate("libedgetpu.so.1")])

@@ -1,0 +1,126 @@
+"""ONNX: a static-shape `.onnx` from tf2onnx, validated in ONNX Runtime against Keras.
+
+The same helpers build and check the FP32 ONNX of the Jetson (TensorRT) path.
+
+Example:
+    >>> from tfm_fuse.converters import onnx
+    >>> r = onnx.convert(model, "out/onnx", validation_data=x_test[:64])
+    >>> r.fidelity["onnx_fp32"]["max_abs_error_rel"] < 1e-3
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfm_fuse.converters._fidelity import check_float, compare
+from tfm_fuse.converters._source import (
+    ModelLike, Source, call_tool, load_source, pick_validation,
+)
+from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters.report import Report
+from tfm_fuse.errors import ConfigError
+
+ONNX_NAME = "model.onnx"
+MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 emits up to 18; TensorRT 8.5+ parses 13...17
+
+
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, opset: int = 17,
+            validation_data: Any = None, max_rel_error: float = 1e-3,
+            overwrite: bool = False, keep_failed: bool = False) -> Report:
+    """Writes `model.onnx` (NHWC input, batch 1) and checks it in ONNX Runtime.
+
+    Args:
+        model: a `keras.Model`, a `.keras` file or a SavedModel directory.
+        out_dir: output directory; must not exist unless `overwrite=True`.
+        opset: ONNX opset, 13 to 18. Defaults to `17`.
+        validation_data: inputs to compare with Keras. Defaults to seeded random inputs.
+        max_rel_error: largest accepted max-abs error relative to the output scale.
+            Defaults to `1e-3`.
+        overwrite: replace an existing `out_dir`. Defaults to `False`.
+        keep_failed: keep a failing artefact (its report says `ok=False`). Defaults to `False`.
+
+    Returns:
+        A `Report`; `report.json` and `report.txt` are in `out_dir`.
+
+    Raises:
+        ConfigError: bad model input, data, opset or existing output path.
+        ConversionError: conversion or validation failed (nothing is left in `out_dir`).
+    """
+    check_opset(opset)
+    check_destination(out_dir, overwrite=overwrite)
+    src = load_source(model)
+    report = Report(target="onnx", notes=list(src.notes))
+    x_val = pick_validation(src, validation_data, None, report.notes)
+    with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
+        add_fp32(src, stage, report, opset, x_val, max_rel_error)
+        report.ok = not report.issues
+        return stage.commit(report)
+
+
+def check_opset(opset: int) -> None:
+    """Raises `ConfigError` for an opset outside what tf2onnx and TensorRT 8.5+ accept."""
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} "
+                          f"(TensorRT 8.5+ parses up to 17). Received: opset={opset!r}")
+
+
+def add_fp32(src: Source, stage: Staging, report: Report, opset: int, x_val: np.ndarray,
+             max_rel_error: float, name: str = ONNX_NAME) -> Path:
+    """Exports `name` into the staging directory, validates it, and records it in `report`."""
+    path = export_onnx(src, stage.path / name, opset)
+    key = "onnx_fp32"
+    report.artefacts[key] = stage.final(name)
+    metrics = compare(src.predict(x_val), run_onnx(path, x_val))
+    report.fidelity[key] = metrics
+    report.issues += check_float(key, metrics, max_rel_error)
+    report.details["onnx_opset"] = opset
+    report.details["onnx_ops"] = onnx_op_counts(path)
+    return path
+
+
+def export_onnx(src: Source, path: Path, opset: int) -> Path:
+    """Converts the Keras model with tf2onnx, static input shape, to `path`."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec(src.input_shape, src.input_dtype, name=src.input_name)
+    call_tool(f"tf2onnx conversion (opset {opset}) of input '{src.input_name}' "
+              f"{src.input_shape}",
+              lambda: tf2onnx.convert.from_keras(src.model, input_signature=[spec],
+                                                 opset=opset, output_path=str(path)))
+    return path
+
+
+def run_onnx(path: str | os.PathLike, x: np.ndarray, batch: int = 1) -> np.ndarray:
+    """Runs an ONNX model in ONNX Runtime (CPU) on `x`, `batch` samples at a time.
+
+    Example:
+        >>> y = run_onnx("out/onnx/model.onnx", x_test[:10])
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = call_tool(f"Loading '{path}' in ONNX Runtime",
+                        lambda: ort.InferenceSession(str(path), opts,
+                                                     providers=["CPUExecutionProvider"]))
+    inp = session.get_inputs()[0]
+    dtype = np.float32 if "float" in inp.type else np.int64
+    outs = [session.run(None, {inp.name: x[i:i + batch].astype(dtype)})[0]
+            for i in range(0, len(x), batch)]
+    return np.concatenate(outs, axis=0)
+
+
+def onnx_op_counts(path: str | os.PathLike) -> dict[str, int]:
+    """How many nodes of each op type the ONNX graph holds."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
