@@ -9,3 +9,8 @@ from tfm_fuse.errors import (
 )
 
 __version__ = "0.1.0"
+
+from tfm_fuse import graph
+from tfm_fuse.graph import analyze
+from tfm_fuse.pruning import PruneWrapper, prune, wrap
+from tfm_fuse.strip import strip

@@ -63,6 +63,8 @@ class Builder:
         kwargs = keras.tree.map_structure(fill, node.kwargs)
         out = layer(*args, **kwargs)
         self._set_pending(layer)
+        if isinstance(layer, keras.layers.Wrapper):
+            self._set_pending(layer.layer)
         return keras.tree.flatten(out)
 
     def _set_pending(self, layer) -> None:

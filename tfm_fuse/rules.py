@@ -89,27 +89,30 @@ class Rule:
     def weight_axes(self, layer) -> tuple[WeightAxis, ...]:
         return self.axes
 
-    def cut(self, layer, keep_in: list[np.ndarray], keep_out: list[np.ndarray]):
-        """A config and weights (by name) for a copy of `layer` that keeps only those channels."""
+    def cut(self, layer, keep_in: list[np.ndarray], keep_out: list[np.ndarray],
+            weights: dict[str, np.ndarray] | None = None):
+        """A config and weights (by name) for a copy of `layer` that keeps only those channels.
+
+        `weights` overrides the layer's own values (e.g. with masks applied).
+        """
         config = layer.get_config()
         if self.size_key is not None:
             config[self.size_key] = int(keep_out[0].sum())
-        weights = {}
-        for v in layer.weights:
-            value = keras.ops.convert_to_numpy(v)
-            for ax in self.weight_axes(layer):
-                if ax.name == _short(v):
-                    keep = keep_in[0] if ax.side == "in" else keep_out[0]
-                    value = np.compress(np.repeat(keep, ax.repeat), value, axis=ax.axis)
-            weights[_short(v)] = value
+        weights = dict(weights) if weights is not None else weights_by_name(layer)
+        for ax in self.weight_axes(layer):
+            if ax.name in weights:
+                keep = keep_in[0] if ax.side == "in" else keep_out[0]
+                keep = np.repeat(keep, ax.repeat)
+                weights[ax.name] = np.compress(keep, weights[ax.name], axis=ax.axis)
         return config, weights
 
     def macs(self, layer, in_shapes: list[tuple], out_shapes: list[tuple]) -> int:
         return 0
 
 
-def _short(variable) -> str:
-    return variable.path.split("/")[-1]
+def weights_by_name(layer) -> dict[str, np.ndarray]:
+    """`{"kernel": array, "bias": array, ...}`: a layer's weights by their short names."""
+    return {v.path.split("/")[-1]: keras.ops.convert_to_numpy(v) for v in layer.weights}
 
 
 def _spatial(shape: tuple) -> int:
@@ -163,6 +166,14 @@ class RescalingRule(PassThrough):
     def flow(self, layer, ins, ctx):
         if np.size(layer.scale) > 1 or np.size(layer.offset) > 1:
             ctx.pin(ins[0], "per-channel rescaling constants")
+        return [ins[0]]
+
+
+@rule_for(layers.Normalization)
+class NormalizationRule(PassThrough):
+    def flow(self, layer, ins, ctx):
+        if any(np.size(getattr(layer, n, 0)) > 1 for n in ("mean", "variance")):
+            ctx.pin(ins[0], "per-channel normalization statistics")
         return [ins[0]]
 
 
