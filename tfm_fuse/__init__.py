@@ -14,3 +14,4 @@ from tfm_fuse import graph
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import PruneWrapper, prune, wrap
 from tfm_fuse.strip import strip
+from tfm_fuse.complexity import Profile, profile
