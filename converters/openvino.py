@@ -1,1 +1,162 @@
-"""placeholder"""
+"""OpenVINO IR (`.xml` + `.bin`, FP16 weights) for NCS / NCS2, CPU and NPU.
+
+The IR is validated on the CPU plugin against Keras, and every op is checked against
+opset1…opset10: what OpenVINO 2022.3 LTS — the last release with the MYRIAD (NCS2) plugin —
+can read. With `legacy_runtime=True` the IR is also loaded and run by the real 2022.3.2
+runtime in a Python 3.10 venv (see `tfm_fuse.converters._ov_legacy`).
+
+Example:
+    >>> from tfm_fuse.converters import openvino
+    >>> r = openvino.convert(model, "out/openvino", validation_data=x_test[:64])
+    >>> r.details["opset_check"]["max_opset"] <= 10
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfm_fuse.converters._fidelity import check_float, compare
+from tfm_fuse.converters._source import (
+    ModelLike, Source, call_tool, load_source, pick_validation,
+)
+from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters.report import Report
+
+XML_NAME = "model.xml"
+MAX_LEGACY_OPSET = 10  # OpenVINO 2022.3 LTS reads opset1...opset10
+
+
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = True,
+            validation_data: Any = None, max_rel_error: float = 1e-3,
+            require_opset10: bool = True, legacy_runtime: bool = False,
+            overwrite: bool = False, keep_failed: bool = False) -> Report:
+    """Writes `model.xml` + `model.bin` and checks them on the CPU plugin.
+
+    Args:
+        model: a `keras.Model`, a `.keras` file or a SavedModel directory.
+        out_dir: output directory; must not exist unless `overwrite=True`.
+        compress_to_fp16: store weights as FP16 (what NCS/NCS2 run). Defaults to `True`.
+        validation_data: inputs to compare with Keras. Defaults to seeded random inputs.
+        max_rel_error: largest accepted max-abs error relative to the output scale.
+            Defaults to `1e-3`.
+        require_opset10: an op newer than opset10 fails the conversion (NCS/NCS2 cannot
+            load it); `False` only notes it (CPU/NPU with a recent OpenVINO). Defaults to `True`.
+        legacy_runtime: also run the IR in OpenVINO 2022.3.2 (Python 3.10 venv, created once
+            under `~/.cache/tfm_fuse/ov2022`) and compare. Defaults to `False`.
+        overwrite: replace an existing `out_dir`. Defaults to `False`.
+        keep_failed: keep a failing artefact (its report says `ok=False`). Defaults to `False`.
+
+    Returns:
+        A `Report`; `report.json` and `report.txt` are in `out_dir`.
+
+    Raises:
+        ConfigError: bad model input, data or existing output path.
+        ConversionError: conversion or validation failed (nothing is left in `out_dir`).
+    """
+    check_destination(out_dir, overwrite=overwrite)
+    src = load_source(model)
+    report = Report(target="openvino", notes=list(src.notes))
+    x_val = pick_validation(src, validation_data, None, report.notes)
+    with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
+        xml = _to_ir(src, stage.path, compress_to_fp16)
+        report.artefacts["openvino_xml"] = stage.final(XML_NAME)
+        report.artefacts["openvino_bin"] = stage.final(xml.with_suffix(".bin").name)
+        _check_opsets(xml, report, require_opset10)
+        key = "openvino_fp16" if compress_to_fp16 else "openvino_fp32"
+        y_keras = src.predict(x_val)
+        metrics = compare(y_keras, run_ir(xml, x_val))
+        report.fidelity[key] = metrics
+        report.issues += check_float(key, metrics, max_rel_error)
+        if legacy_runtime:
+            _check_legacy(xml, x_val, y_keras, report, max_rel_error)
+        report.next_steps.append(f"On the NCS2 host (OpenVINO 2022.3): benchmark_app -m "
+                                 f"{stage.final(XML_NAME)} -d MYRIAD -api sync")
+        report.ok = not report.issues
+        return stage.commit(report)
+
+
+def _to_ir(src: Source, stage_dir: Path, compress_to_fp16: bool) -> Path:
+    import openvino as ov
+
+    saved = src.export_saved_model(stage_dir / "_saved_model")
+    ov_model = call_tool(f"openvino.convert_model of input '{src.input_name}' "
+                         f"{src.input_shape}", lambda: ov.convert_model(saved))
+    xml = stage_dir / XML_NAME
+    call_tool(f"openvino.save_model to '{xml.name}'",
+              lambda: ov.save_model(ov_model, str(xml), compress_to_fp16=compress_to_fp16))
+    shutil.rmtree(saved, ignore_errors=True)
+    return xml
+
+
+def run_ir(xml: str | os.PathLike, x: np.ndarray) -> np.ndarray:
+    """Runs an IR on the CPU plugin (FP32 inference precision), one sample at a time.
+
+    Example:
+        >>> y = run_ir("out/openvino/model.xml", x_test[:10])
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = call_tool(f"Compiling '{xml}' on the OpenVINO CPU plugin",
+                         lambda: core.compile_model(str(xml), "CPU",
+                                                    {"INFERENCE_PRECISION_HINT": "f32"}))
+    out = compiled.output(0)
+    return np.concatenate([compiled([x[i:i + 1]])[out] for i in range(len(x))], axis=0)
+
+
+def ir_opsets(xml: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every layer of an IR with its op type and opset, e.g. `Interpolate` in `opset11`.
+
+    Example:
+        >>> [l for l in ir_opsets("model.xml") if l["opset"] > 10]
+        [{'name': 'up/resize', 'type': 'Interpolate', 'version': 'opset11', 'opset': 11}]
+    """
+    layers = []
+    for layer in ET.parse(str(xml)).getroot().iter("layer"):
+        version = layer.get("version", "")
+        match = re.fullmatch(r"opset(\d+)", version)
+        layers.append({"name": layer.get("name", ""), "type": layer.get("type", ""),
+                       "version": version, "opset": int(match.group(1)) if match else -1})
+    return layers
+
+
+def _check_opsets(xml: Path, report: Report, require_opset10: bool) -> None:
+    layers = ir_opsets(xml)
+    bad = [l for l in layers if not 1 <= l["opset"] <= MAX_LEGACY_OPSET]
+    used = sorted({f"{l['type']}-{l['version']}" for l in layers})
+    report.details["opset_check"] = {
+        "max_opset": max((l["opset"] for l in layers), default=0),
+        "ops": used, "outside_opset10": [f"{l['name']}: {l['type']}-{l['version']}"
+                                         for l in bad],
+    }
+    for l in bad:
+        msg = (f"Layer '{l['name']}' is {l['type']} from {l['version'] or 'no opset'}: "
+               f"OpenVINO 2022.3 LTS (NCS/NCS2) reads opset1...opset10 only.")
+        (report.issues if require_opset10 else report.notes).append(msg)
+    if not bad:
+        report.notes.append(f"All {len(layers)} IR layers are within opset1...opset10 "
+                            f"(loadable by OpenVINO 2022.3 LTS for NCS/NCS2).")
+
+
+def _check_legacy(xml: Path, x: np.ndarray, y_keras: np.ndarray, report: Report,
+                  max_rel_error: float) -> None:
+    from tfm_fuse.converters import _ov_legacy
+
+    result = _ov_legacy.run_ir_2022(xml, x)
+    if not result.ok:
+        report.issues.append(f"OpenVINO {_ov_legacy.OV_VERSION} could not run the IR: "
+                             f"{result.error}")
+        return
+    metrics = compare(y_keras, result.outputs)
+    metrics["vs_current_openvino_max_abs"] = float(
+        np.max(np.abs(result.outputs - run_ir(xml, x))))
+    report.fidelity[f"openvino_{_ov_legacy.OV_VERSION}"] = metrics
+    report.issues += check_float(f"openvino_{_ov_legacy.OV_VERSION}", metrics, max_rel_error)
