@@ -1,1 +1,233 @@
-"""placeholder"""
+"""Jetson (TX2 / Nano / Orin): TF-TRT SavedModel, or ONNX for TensorRT (FP32 and INT8 Q/DQ).
+
+When the installed TensorFlow is built with TensorRT (JetPack's builds), a TF-TRT SavedModel
+is written. Otherwise (pip's TensorFlow) the converter writes an FP32 ONNX and an explicitly
+quantized INT8 ONNX — QuantizeLinear/DequantizeLinear pairs, symmetric int8 activations and
+per-channel weights, float biases — which TensorRT 8.5+ builds into an INT8 engine; both are
+validated in ONNX Runtime. When `tensorrt` is importable an engine is built too, else the
+exact `trtexec` commands go to `next_steps` and `build_engines.sh`.
+
+Example:
+    >>> from tfm_fuse.converters import tensorrt
+    >>> r = tensorrt.convert(model, "out/jetson", representative_data=x_train[:200],
+    ...                      validation_data=x_test[:200])
+    >>> sorted(r.artefacts)
+    ['onnx_fp32', 'onnx_int8_qdq', 'trtexec_script']
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfm_fuse.converters import onnx as onnx_conv
+from tfm_fuse.converters._fidelity import check_int8, compare
+from tfm_fuse.converters._source import (
+    ModelLike, Source, call_tool, load_source, pick_validation, sample_array,
+)
+from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters.report import Report
+from tfm_fuse.errors import ConversionError
+
+INT8_NAME = "model_int8_qdq.onnx"
+
+
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any,
+            validation_data: Any = None, opset: int = 17, min_top1: float | None = 0.99,
+            max_rel_error: float = 1e-3, max_samples: int = 256, overwrite: bool = False,
+            keep_failed: bool = False) -> Report:
+    """Writes the Jetson artefacts and checks them against Keras.
+
+    Args:
+        model: a `keras.Model`, a `.keras` file or a SavedModel directory.
+        out_dir: output directory; must not exist unless `overwrite=True`.
+        representative_data: calibration inputs (`tf.data.Dataset`, array, generator or
+            callable), shaped like the model input, preprocessed.
+        validation_data: held-out inputs to compare with Keras. Defaults to the
+            representative data.
+        opset: ONNX opset, 13 to 17 for TensorRT 8.5+. Defaults to `17`.
+        min_top1: lowest accepted INT8 top-1 agreement with Keras; `None` only reports it.
+            Defaults to `0.99`.
+        max_rel_error: largest accepted FP32 max-abs error relative to the output scale.
+            Defaults to `1e-3`.
+        max_samples: samples kept from the representative data. Defaults to `256`.
+        overwrite: replace an existing `out_dir`. Defaults to `False`.
+        keep_failed: keep a failing artefact (its report says `ok=False`). Defaults to `False`.
+
+    Returns:
+        A `Report`; `report.json` and `report.txt` are in `out_dir`.
+
+    Raises:
+        ConfigError: bad model input, data, opset or existing output path.
+        ConversionError: conversion or validation failed (nothing is left in `out_dir`).
+    """
+    onnx_conv.check_opset(opset)
+    check_destination(out_dir, overwrite=overwrite)
+    src = load_source(model)
+    rep = sample_array(representative_data, src, what="representative_data",
+                       max_samples=max_samples)
+    report = Report(target="tensorrt", notes=list(src.notes))
+    x_val = pick_validation(src, validation_data, rep, report.notes)
+    with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
+        if has_tf_trt():
+            _tf_trt(src, stage, report, rep, x_val, min_top1)
+        else:
+            report.notes.append("This TensorFlow has no TensorRT (pip build): writing ONNX "
+                                "for TensorRT instead of a TF-TRT SavedModel.")
+            _onnx_for_tensorrt(src, stage, report, rep, x_val, opset, min_top1, max_rel_error)
+        report.ok = not report.issues
+        return stage.commit(report)
+
+
+def has_tf_trt() -> bool:
+    """True when the installed TensorFlow is built with TensorRT (JetPack builds)."""
+    import tensorflow as tf
+
+    return bool(tf.sysconfig.get_build_info().get("is_tensorrt_build", False))
+
+
+def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, rep: np.ndarray,
+                       x_val: np.ndarray, opset: int, min_top1: float | None,
+                       max_rel_error: float) -> None:
+    fp32 = onnx_conv.add_fp32(src, stage, report, opset, x_val, max_rel_error)
+    int8 = quantize_qdq(fp32, stage.path / INT8_NAME, rep, input_name=src.input_name)
+    report.artefacts["onnx_int8_qdq"] = stage.final(INT8_NAME)
+    metrics = compare(src.predict(x_val), onnx_conv.run_onnx(int8, x_val))
+    report.fidelity["onnx_int8_qdq"] = metrics
+    report.issues += check_int8("onnx_int8_qdq", metrics, min_top1)
+    report.details["onnx_int8_ops"] = onnx_conv.onnx_op_counts(int8)
+    report.details["qdq_check"] = qdq = check_qdq(int8)
+    report.issues += qdq["problems"]
+    _engines(stage, report)
+
+
+def quantize_qdq(fp32: Path, out: Path, rep: np.ndarray, *, input_name: str) -> Path:
+    """Explicit INT8 ONNX for TensorRT with ONNX Runtime's static quantization.
+
+    Q/DQ format, symmetric int8 activations and weights, per-channel weights kept as float
+    with a Q/DQ pair (as TensorRT's own tools emit), biases left in float, MinMax calibration
+    on `rep`.
+    """
+    from onnxruntime import quantization as q
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self, session_input: str):
+            self._it = iter([{session_input: x[None].astype(np.float32)} for x in rep])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    import onnx
+
+    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    options = {"ActivationSymmetric": True, "WeightSymmetric": True,
+               "AddQDQPairToWeight": True, "QuantizeBias": False}
+    call_tool(f"ONNX Runtime INT8 Q/DQ quantization of input '{input_name}'",
+              lambda: q.quantize_static(
+                  str(fp32), str(out), Reader(name), quant_format=q.QuantFormat.QDQ,
+                  per_channel=True, activation_type=q.QuantType.QInt8,
+                  weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax,
+                  extra_options=options))
+    return out
+
+
+def check_qdq(path: Path) -> dict[str, Any]:
+    """Checks what TensorRT needs of explicit quantization: int8, symmetric, per-channel weights.
+
+    Returns:
+        `{"q_nodes", "dq_nodes", "per_channel_weights", "problems": [...]}`.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    problems, per_channel, counts = [], 0, {"QuantizeLinear": 0, "DequantizeLinear": 0}
+    for node in graph.node:
+        if node.op_type not in counts:
+            continue
+        counts[node.op_type] += 1
+        zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+        if zp is not None and (zp.dtype != np.int8 or zp.any()):
+            problems.append(f"{node.op_type} '{node.name}': zero point {zp.dtype} "
+                            f"{zp.ravel()[:4].tolist()}; TensorRT needs symmetric int8 (0).")
+        scale = inits.get(node.input[1])
+        per_channel += int(node.op_type == "QuantizeLinear" and scale is not None
+                           and scale.size > 1)
+    return {"q_nodes": counts["QuantizeLinear"], "dq_nodes": counts["DequantizeLinear"],
+            "per_channel_weights": per_channel, "problems": problems}
+
+
+def _engines(stage: Staging, report: Report) -> None:
+    commands = [
+        f"trtexec --onnx={stage.final(INT8_NAME)} --int8 --fp16 "
+        f"--saveEngine={stage.final('model_int8.engine')}",
+        f"trtexec --onnx={stage.final(onnx_conv.ONNX_NAME)} --fp16 "
+        f"--saveEngine={stage.final('model_fp16.engine')}",
+    ]
+    script = stage.path / "build_engines.sh"
+    script.write_text("#!/bin/sh\n# Run on the Jetson (TensorRT from JetPack).\nset -e\n"
+                      + "\n".join(commands) + "\n")
+    script.chmod(0o755)
+    report.artefacts["trtexec_script"] = stage.final(script.name)
+    try:
+        import tensorrt  # noqa: F401  (JetPack only; never a pip dependency)
+    except ImportError:
+        report.notes.append("TensorRT is not importable here: build the engines on the Jetson "
+                            "with the trtexec commands below (also in build_engines.sh).")
+        report.next_steps += commands
+        return
+    engine = build_engine(stage.path / INT8_NAME, stage.path / "model_int8.engine", int8=True)
+    report.artefacts["tensorrt_int8_engine"] = stage.final(engine.name)
+    report.next_steps.append(f"trtexec --loadEngine={stage.final(engine.name)}")
+
+
+def build_engine(onnx_path: Path, engine_path: Path, *, int8: bool) -> Path:
+    """Builds and deserializes a TensorRT engine from an ONNX file (Jetson side).
+
+    Needs `tensorrt` (JetPack) and a GPU, so it cannot run here: kept this small and untested.
+    An explicitly quantized (Q/DQ) ONNX needs no calibrator.
+
+    Example:
+        >>> build_engine(Path("model_int8_qdq.onnx"), Path("model_int8.engine"), int8=True)
+    """
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ConversionError(f"TensorRT could not parse '{onnx_path}': {'; '.join(errors)}")
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    if int8:
+        config.set_flag(trt.BuilderFlag.INT8)
+    serialized = builder.build_serialized_network(network, config)
+    engine_path.write_bytes(bytes(serialized))
+    trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
+    return engine_path
+
+
+def _tf_trt(src: Source, stage: Staging, report: Report, rep: np.ndarray,
+            x_val: np.ndarray, min_top1: float | None) -> None:
+    """TF-TRT INT8 SavedModel (JetPack TensorFlow only; cannot run on pip builds)."""
+    import tensorflow as tf
+    from tensorflow.python.compiler.tensorrt import trt_convert as trt
+
+    saved = src.export_saved_model(stage.path / "_saved_model")
+    converter = trt.TrtGraphConverterV2(input_saved_model_dir=saved, precision_mode="INT8",
+                                        use_calibration=True)
+    call_tool("TF-TRT INT8 conversion",
+              lambda: converter.convert(calibration_input_fn=lambda: ([x[None]] for x in rep)))
+    out = stage.path / "tftrt_saved_model"
+    converter.save(str(out))
+    fn = tf.saved_model.load(str(out)).signatures["serving_default"]
+    y = np.concatenate([next(iter(fn(tf.constant(x[None])).values())).numpy() for x in x_val])
+    report.artefacts["tftrt_saved_model"] = stage.final(out.name)
+    report.fidelity["tftrt_int8"] = metrics = compare(src.predict(x_val), y)
+    report.issues += check_int8("tftrt_int8", metrics, min_top1)
