@@ -1,44 +1,8 @@
 """Shared fixtures for the converter tests: a tiny residual CNN and sample inputs."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-
-def residual_cnn(input_shape=(16, 16, 3), classes: int = 10, width: int = 8,
-                 seed: int = 0) -> keras.Model:
-    """Conv/BN/ReLU, one residual block with Add, GAP and Dense: the ops the demo models use."""
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input(input_shape, name="image")
-    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(inp)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-    y = keras.layers.BatchNormalization()(y)
-    y = keras.layers.ReLU()(y)
-    y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
-    y = keras.layers.BatchNormalization()(y)
-    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
-    x = keras.layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(classes)(x)
-    model = keras.Model(inp, out, name="tiny_resnet")
-    _randomise_bn(model, seed)
-    return model
-
-
-def _randomise_bn(model: keras.Model, seed: int) -> None:
-    """Non-trivial BatchNorm statistics so that folding them is actually exercised."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+import numpy as np
+import pytest
+from conv_helpers import residual_cnn
 
 
 @pytest.fixture(scope="session")
