@@ -6,7 +6,7 @@ from conv_helpers import residual_cnn
 
 
 @pytest.fixture(scope="session")
-def tiny_model() -> keras.Model:
+def tiny_model():
     return residual_cnn()
 
 
