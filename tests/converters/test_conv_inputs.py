@@ -1,0 +1,120 @@
+"""Input checks shared by every converter: static shapes, sample data, model sources."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conv_helpers import assert_nothing_left, residual_cnn
+
+from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+from tfm_fuse.converters._source import load_source, sample_array
+from tfm_fuse.errors import ConfigError
+
+CONVERTERS = {
+    "edgetpu": lambda m, out, x: edgetpu.convert(m, out, representative_data=x, min_top1=None),
+    "onnx": lambda m, out, x: onnx.convert(m, out),
+    "tensorrt": lambda m, out, x: tensorrt.convert(m, out, representative_data=x, min_top1=None),
+    "openvino": lambda m, out, x: openvino.convert(m, out),
+}
+
+
+def test_importing_converters_does_not_import_toolchains():
+    code = ("import sys, tfm_fuse.converters as c; "
+            "bad = [m for m in ('openvino', 'onnxruntime', 'tf2onnx', 'ai_edge_litert') "
+            "if m in sys.modules]; print(bad); assert not bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dynamic_batch_is_fixed_to_one_with_a_note(tiny_model):
+    src = load_source(tiny_model)
+    assert src.input_shape == (1, 16, 16, 3)
+    assert "dynamic batch dimension fixed to 1" in src.notes[0]
+    assert "'image'" in src.notes[0]
+
+
+@pytest.mark.parametrize("target", sorted(CONVERTERS))
+def test_dynamic_spatial_size_is_rejected_and_nothing_written(target, tmp_path, tiny_data):
+    inp = keras.Input((None, None, 3), name="frames")
+    out = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))
+    model = keras.Model(inp, out)
+    with pytest.raises(ConfigError, match=r"Input 'frames' has dynamic dimension\(s\) \[1, 2\]"):
+        CONVERTERS[target](model, tmp_path / "out", tiny_data)
+    assert_nothing_left(tmp_path / "out")
+
+
+@pytest.mark.parametrize("target", ["edgetpu", "tensorrt"])
+def test_wrong_shape_representative_data(target, tmp_path, tiny_model):
+    bad = np.zeros((8, 32, 32, 3), "float32")
+    with pytest.raises(ConfigError, match=r"representative_data for input 'image' has samples "
+                                          r"of shape \(8, 32, 32, 3\); expected \(16, 16, 3\)"):
+        CONVERTERS[target](tiny_model, tmp_path / "out", bad)
+    assert_nothing_left(tmp_path / "out")
+
+
+@pytest.mark.parametrize("target", ["edgetpu", "tensorrt"])
+def test_wrong_dtype_representative_data(target, tmp_path, tiny_model):
+    bad = np.zeros((8, 16, 16, 3), "uint8")
+    with pytest.raises(ConfigError, match=r"has dtype uint8; the model input is float32"):
+        CONVERTERS[target](tiny_model, tmp_path / "out", bad)
+    assert_nothing_left(tmp_path / "out")
+
+
+@pytest.mark.parametrize("target", sorted(CONVERTERS))
+def test_existing_output_path_is_refused(target, tmp_path, tiny_model, tiny_data):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    with pytest.raises(ConfigError, match=r"already exists.*overwrite=True"):
+        CONVERTERS[target](tiny_model, out, tiny_data)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_empty_representative_data(tiny_model):
+    src = load_source(tiny_model)
+    with pytest.raises(ConfigError, match="representative_data for input 'image' is empty"):
+        sample_array(iter([]), src, what="representative_data")
+
+
+def test_representative_data_forms_agree(tiny_model, tiny_data):
+    src = load_source(tiny_model)
+    labels = np.zeros(len(tiny_data), "int32")
+    forms = {
+        "array": tiny_data,
+        "dataset_batched": tf.data.Dataset.from_tensor_slices((tiny_data, labels)).batch(16),
+        "dataset_samples": tf.data.Dataset.from_tensor_slices(tiny_data),
+        "generator": (x[None] for x in tiny_data),
+        "callable": lambda: ([x] for x in tiny_data),
+        "list": list(tiny_data),
+    }
+    for name, data in forms.items():
+        x = sample_array(data, src, what="representative_data")
+        np.testing.assert_array_equal(x, tiny_data, err_msg=name)
+
+
+def test_not_a_model_is_refused():
+    with pytest.raises(ConfigError, match="Received: int"):
+        load_source(3)
+    with pytest.raises(ConfigError, match="neither a .keras file nor a SavedModel"):
+        load_source("/nonexistent/model")
+
+
+def test_multi_input_model_is_refused():
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    model = keras.Model([a, b], keras.layers.Add()([a, b]))
+    with pytest.raises(ConfigError, match=r"single-input models. Received 2 inputs"):
+        load_source(model)
+
+
+def test_keras_file_and_saved_model_sources(tmp_path, tiny_model, tiny_data):
+    path = tmp_path / "m.keras"
+    tiny_model.save(path)
+    r = onnx.convert(str(path), tmp_path / "from_keras_file", validation_data=tiny_data[:8])
+    assert r.ok and r.fidelity["onnx_fp32"]["max_abs_error_rel"] < 1e-5
+    saved = load_source(tiny_model).export_saved_model(tmp_path / "sm")
+    r = edgetpu.convert(saved, tmp_path / "from_saved_model", representative_data=tiny_data,
+                        min_top1=None)
+    assert r.ok and r.fidelity["tflite_int8"]["max_abs_error_rel"] < 0.05
