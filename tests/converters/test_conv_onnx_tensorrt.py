@@ -1,0 +1,57 @@
+"""ONNX and the Jetson path (ONNX for TensorRT, FP32 and INT8 Q/DQ), validated in ONNX Runtime."""
+
+import onnx as onnx_lib
+import pytest
+from conv_helpers import assert_nothing_left
+
+from tfm_fuse.converters import Report, onnx, tensorrt
+from tfm_fuse.errors import ConfigError
+
+
+def test_onnx_fp32_matches_keras(tmp_path, tiny_model, tiny_data):
+    out = tmp_path / "onnx"
+    r = onnx.convert(tiny_model, out, validation_data=tiny_data)
+    assert r.ok, str(r)
+    model = onnx_lib.load(r.artefacts["onnx_fp32"])
+    assert model.opset_import[0].version == 17
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 16, 16, 3]  # static, NHWC
+    fid = r.fidelity["onnx_fp32"]
+    assert fid["max_abs_error_rel"] <= 1e-3 and fid["top1_agreement"] == 1.0
+    assert fid["n_samples"] == len(tiny_data)
+    assert Report.load(out).fidelity == r.fidelity
+
+
+@pytest.mark.parametrize("opset", [10, 19, "17"])
+def test_onnx_bad_opset(opset, tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match=rf"opset must be an integer from 13 to 18.*"
+                                          rf"Received: opset={opset!r}"):
+        onnx.convert(tiny_model, tmp_path / "out", opset=opset)
+    assert_nothing_left(tmp_path / "out")
+
+
+def test_tensorrt_onnx_fp32_and_int8_qdq(tmp_path, tiny_model, tiny_data):
+    out = tmp_path / "jetson"
+    r = tensorrt.convert(tiny_model, out, representative_data=tiny_data[:48],
+                         validation_data=tiny_data[48:], opset=13)
+    assert r.ok, str(r)
+    assert not tensorrt.has_tf_trt()  # pip TensorFlow: the ONNX path
+    assert set(r.artefacts) == {"onnx_fp32", "onnx_int8_qdq", "trtexec_script"}
+    assert r.fidelity["onnx_fp32"]["max_abs_error_rel"] <= 1e-3
+    assert r.fidelity["onnx_int8_qdq"]["top1_agreement"] >= 0.9
+    qdq = r.details["qdq_check"]
+    assert qdq["q_nodes"] > 0 and qdq["problems"] == []
+    assert qdq["per_channel_weights"] >= 4  # 4 convolutions (+ the dense layer)
+    int8 = onnx_lib.load(r.artefacts["onnx_int8_qdq"])
+    onnx_lib.checker.check_model(int8)
+    assert max(o.version for o in int8.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    script = (out / "build_engines.sh").read_text()
+    assert f"trtexec --onnx={out}/model_int8_qdq.onnx --int8" in script
+    assert f"--saveEngine={out}/model_int8.engine" in script
+    assert any(s.startswith("trtexec --onnx=") for s in r.next_steps)
+
+
+def test_tensorrt_needs_representative_data_of_right_shape(tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match="representative_data must be a tf.data.Dataset"):
+        tensorrt.convert(tiny_model, tmp_path / "out", representative_data=None)
+    assert_nothing_left(tmp_path / "out")

@@ -1,0 +1,66 @@
+"""OpenVINO IR: FP16 weights, CPU-plugin validation, opset1...10 check, OpenVINO 2022.3.2."""
+
+import keras
+import numpy as np
+import pytest
+from conv_helpers import assert_nothing_left
+
+from tfm_fuse.converters import Report, openvino
+from tfm_fuse.converters._ov_legacy import python310_available, run_ir_2022
+from tfm_fuse.errors import ConversionError
+
+needs_py310 = pytest.mark.skipif(not python310_available(),
+                                 reason="python3.10 (PYENV_VERSION=3.10.13) is not available")
+
+
+def _upsampling_model() -> keras.Model:
+    inp = keras.Input((8, 8, 3), name="img")
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = keras.layers.UpSampling2D(interpolation="bilinear", name="up")(x)
+    return keras.Model(inp, x)
+
+
+def test_ir_fp16_matches_keras_within_opset10(tmp_path, tiny_model, tiny_data):
+    out = tmp_path / "ov"
+    r = openvino.convert(tiny_model, out, validation_data=tiny_data)
+    assert r.ok, str(r)
+    assert (out / "model.xml").exists() and (out / "model.bin").exists()
+    assert r.fidelity["openvino_fp16"]["max_abs_error_rel"] <= 1e-3
+    assert r.fidelity["openvino_fp16"]["top1_agreement"] == 1.0
+    check = r.details["opset_check"]
+    assert 1 <= check["max_opset"] <= 10 and check["outside_opset10"] == []
+    assert any(op.startswith("Convolution-opset1") for op in check["ops"])
+    assert 'element_type="f16"' in (out / "model.xml").read_text()
+    assert Report.load(out) == r
+
+
+def test_opset11_op_is_refused_and_nothing_written(tmp_path):
+    with pytest.raises(ConversionError, match=r"Layer '.*up.*' is Interpolate from opset11: "
+                                              r"OpenVINO 2022.3 LTS \(NCS/NCS2\) reads "
+                                              r"opset1...opset10 only"):
+        openvino.convert(_upsampling_model(), tmp_path / "out")
+    assert_nothing_left(tmp_path / "out")
+
+
+def test_opset11_allowed_for_recent_openvino(tmp_path):
+    r = openvino.convert(_upsampling_model(), tmp_path / "out", require_opset10=False)
+    assert r.ok and r.details["opset_check"]["max_opset"] == 11
+    assert any("Interpolate from opset11" in n for n in r.notes)
+
+
+@needs_py310
+def test_ir_runs_in_openvino_2022_3_2(tmp_path, tiny_model, tiny_data):
+    r = openvino.convert(tiny_model, tmp_path / "ov", validation_data=tiny_data[:16],
+                         legacy_runtime=True)
+    assert r.ok, str(r)
+    legacy = r.fidelity["openvino_2022.3.2"]
+    assert legacy["max_abs_error_rel"] <= 1e-3
+    assert legacy["vs_current_openvino_max_abs"] <= 1e-5 * legacy["output_scale"]
+
+
+@needs_py310
+def test_openvino_2022_3_2_rejects_opset11_ir(tmp_path):
+    r = openvino.convert(_upsampling_model(), tmp_path / "ov", require_opset10=False)
+    result = run_ir_2022(r.artefacts["openvino_xml"], np.zeros((1, 8, 8, 3), "float32"))
+    assert not result.ok
+    assert "Interpolate" in result.error and "opset11" in result.error
