@@ -14,6 +14,6 @@ from tfm_fuse import graph
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import PruneWrapper, prune, wrap
 from tfm_fuse.strip import strip
-from tfm_fuse import fusion
+from tfm_fuse import fusion, models, data
 from tfm_fuse.fusion import fuse
 from tfm_fuse.complexity import Profile, profile

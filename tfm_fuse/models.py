@@ -1,0 +1,48 @@
+"""Small reference models: the residual CNN the demo, examples and benchmarks use.
+
+Example:
+    >>> model = tfm_fuse.models.residual_cnn(input_shape=(28, 28, 1), widths=(16, 32, 64))
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers as L
+
+
+def _block(x, filters: int, stride: int, name: str):
+    y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = L.BatchNormalization(momentum=0.9, name=f"{name}_bn1")(y)
+    y = L.ReLU(name=f"{name}_relu1")(y)
+    y = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = L.BatchNormalization(momentum=0.9, name=f"{name}_bn2")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        x = L.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(x)
+    return L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
+
+
+def residual_cnn(input_shape: tuple = (28, 28, 1), widths: tuple = (16, 32, 64),
+                 blocks_per_stage: int = 1, classes: int = 10, name: str = "residual_cnn"):
+    """A ResNet-style CNN: a stem, `len(widths)` stages of residual blocks, GAP, Dense.
+
+    Args:
+        input_shape: `(H, W, C)` of one sample. Defaults to MNIST's `(28, 28, 1)`.
+        widths: channels per stage; every stage after the first halves the resolution.
+            Defaults to `(16, 32, 64)`.
+        blocks_per_stage: residual blocks per stage. Defaults to `1`.
+        classes: output logits. Defaults to `10`.
+        name: the model's name. Defaults to `"residual_cnn"`.
+
+    Returns:
+        An uncompiled functional `keras.Model` that outputs logits.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = L.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = L.ReLU(name="stem_relu")(L.BatchNormalization(momentum=0.9, name="stem_bn")(x))
+    for s, width in enumerate(widths):
+        for b in range(blocks_per_stage):
+            stride = 2 if s > 0 and b == 0 else 1
+            x = _block(x, width, stride, f"stage{s + 1}_block{b + 1}")
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, L.Dense(classes, name="logits")(x), name=name)
