@@ -287,6 +287,11 @@ class ConvRule(MixingRule):
             ctx.pin(out, reason)
         return [out]
 
+    def weight_axes(self, layer):
+        if getattr(layer, "groups", 1) > 1:  # the kernel's input axis spans one group, not all
+            return tuple(ax for ax in self.axes if ax.side == "out")
+        return self.axes
+
     def macs(self, layer, in_shapes, out_shapes):
         kernel = math.prod(layer.kernel_size)
         cin = int(in_shapes[0][-1]) // layer.groups
