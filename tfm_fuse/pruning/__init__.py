@@ -1,5 +1,8 @@
-"""Pruning: wrappers holding channel masks, importance criteria, and the `prune` entry point."""
+"""Pruning: wrappers holding channel masks, criteria, allocation, schedules, and entry points."""
 
 from tfm_fuse.pruning.masks import group_mask, removable, set_group_mask
-from tfm_fuse.pruning.prune import prune, wrap
+from tfm_fuse.pruning.prune import Method, prune, wrap
 from tfm_fuse.pruning.wrapper import PruneWrapper
+from tfm_fuse.pruning.complexity_prune import Mode, PruneReport, complexity_prune
+from tfm_fuse.pruning import schedules
+from tfm_fuse.pruning.schedules import Constant, PolynomialDecay, Stepwise

@@ -2,11 +2,14 @@
 
 Example:
     >>> masked = tfm_fuse.prune(model, method="l1", rate=0.3)   # one-shot, masks set now
+    >>> masked = tfm_fuse.prune(model, method="fupruner", rate=0.5, align=8)  # for the callback
+    >>> thin = tfm_fuse.prune(model, method="complexity", mode="FA", target=0.5)  # prune at init
     >>> small = tfm_fuse.strip(masked)
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Iterable
 
 import keras
@@ -15,7 +18,9 @@ import numpy as np
 from tfm_fuse.errors import ConfigError, UnsupportedModelError
 from tfm_fuse.graph import ModelGraph, analyze
 from tfm_fuse.pruning import criteria
-from tfm_fuse.pruning.masks import set_group_mask
+from tfm_fuse.pruning.allocation import (aligned_keep, allocate, apply_masks, check_align,
+                                         group_scores, parse_scope)
+from tfm_fuse.pruning.fupruner import FuPrunerDefaults, remember_defaults
 from tfm_fuse.pruning.wrapper import WRAPPABLE, PruneWrapper
 from tfm_fuse.rebuild import rebuild
 from tfm_fuse import rules
@@ -82,51 +87,83 @@ def wrap(model: keras.Model, *, layers: Iterable[str] | None = None, soft: bool 
 
 def keep_count(size: int, rate: float, align: int | None) -> int:
     """How many of `size` channels to keep at pruning `rate`, rounded up to a multiple of `align`."""
-    keep = max(1, size - int(np.floor(rate * size)))
-    if align:
-        keep = min(size, int(np.ceil(keep / align)) * align)
-    return keep
+    return aligned_keep(size, size - int(np.floor(rate * size)), align)
 
 
 def validate_rate(rate: float, name: str = "rate") -> float:
-    if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
         raise ConfigError(f"`{name}` must be a number in [0, 1). Received: {name}={rate!r}")
     return float(rate)
 
 
+class Method(StrEnum):
+    """What `prune` does: one-shot magnitude masks, FuPruner preparation, or prune-at-init."""
+
+    L1 = "l1"
+    L2 = "l2"
+    FUSED = "fused"
+    FUPRUNER = "fupruner"
+    COMPLEXITY = "complexity"
+
+
+def _parse_method(method: str) -> Method:
+    try:
+        return Method(method)
+    except ValueError:
+        raise ConfigError(f"Unknown pruning method. Received: method={method!r}; "
+                          f"accepted: {[m.value for m in Method]}") from None
+
+
 def prune(model: keras.Model, *, method: str = "l1", rate: float = 0.3, align: int | None = None,
+          criterion: str = "fused", scope: str = "global", mode: str = "FA",
+          target: float | None = None, seed: int | None = 0,
           layers: Iterable[str] | None = None, allow_unknown: bool = False) -> keras.Model:
-    """Wrap `model` and mask, in every prunable channel group, the `rate` least important channels.
+    """Prune `model`: one-shot, prepared for the `FuPruner` callback, or complexity-driven.
 
     Args:
         model: a Sequential or functional Keras 3 model. Not modified.
-        method: `"l1"` or `"l2"`: one-shot magnitude pruning of each group. Defaults to `"l1"`.
-        rate: fraction of each group's channels to mask, in [0, 1). Defaults to `0.3`.
+        method: `"l1"`, `"l2"`, `"fused"`: mask the `rate` lowest-norm channels of each group
+            now. `"fupruner"`: wrap with masks at 1; `callbacks.FuPruner` moves them during
+            `fit` (and takes `rate`, `criterion`, `scope`, `align` from here unless given).
+            `"complexity"`: prune at initialisation to a thin model (see `complexity_prune`).
+            Defaults to `"l1"`.
+        rate: fraction of channels to mask, in [0, 1). Defaults to `0.3`.
         align: keep a multiple of this many channels per group. Defaults to `None`.
+        criterion: FuPruner's ranking, `"l1"`, `"l2"` or `"fused"`. Defaults to `"fused"`.
+        scope: FuPruner's allocation, `"global"` or `"layer"`. Defaults to `"global"`.
+        mode: complexity mode, `"PA"`, `"FA"` or `"MA"`. Defaults to `"FA"`.
+        target: complexity reduction to reach, in (0, 1). Defaults to `rate`.
+        seed: complexity sampling seed. Defaults to `0`.
         layers: restrict wrapping to these layer names. Defaults to all prunable layers.
         allow_unknown: pin unknown layer types instead of raising. Defaults to `False`.
 
     Returns:
-        A wrapped model with masks set; `tfm_fuse.strip` makes it physically smaller.
+        A wrapped model (`tfm_fuse.strip` makes it smaller), or for `"complexity"` a thin model.
 
     Raises:
-        ConfigError: an unknown method or a rate outside [0, 1).
+        ConfigError: an unknown method, criterion, scope or mode, or a rate/target out of range.
+
+    Example:
+        >>> masked = prune(model, method="fupruner", rate=0.5, align=8, criterion="fused")
+        >>> thin = prune(model, method="complexity", mode="PA", target=0.5)
     """
-    if method not in criteria.CRITERIA:
-        raise ConfigError(f"Unknown pruning method. Received: method={method!r}; "
-                          f"accepted: {sorted(criteria.CRITERIA)}")
+    method = _parse_method(method)
     rate = validate_rate(rate)
-    if align is not None and (not isinstance(align, int) or align < 1):
-        raise ConfigError(f"`align` must be a positive integer. Received: align={align!r}")
+    align = check_align(align)
+    if method is Method.COMPLEXITY:
+        from tfm_fuse.pruning.complexity_prune import complexity_prune
+
+        thin, _ = complexity_prune(model, mode=mode, target=rate if target is None else target,
+                                   align=align, seed=seed, allow_unknown=allow_unknown)
+        return thin
+    if method is Method.FUPRUNER:
+        criteria.get(criterion)
+        parse_scope(scope)
+        wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
+        remember_defaults(wrapped, FuPrunerDefaults(rate, criterion, scope, align))
+        return wrapped
     wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
     graph = analyze(wrapped, allow_unknown=allow_unknown)
-    score = criteria.CRITERIA[method]
-    for group in graph.groups:
-        if not group.prunable:
-            continue
-        keep = keep_count(group.size, rate, align)
-        order = np.argsort(-score(wrapped, group), kind="stable")
-        mask = np.zeros(group.size, "float32")
-        mask[order[:keep]] = 1.0
-        set_group_mask(wrapped, graph, group, mask)
+    scores = group_scores(wrapped, graph, criteria.get(method.value))
+    apply_masks(wrapped, graph, allocate(scores, rate, scope="layer", align=align))
     return wrapped

@@ -1,0 +1,106 @@
+"""Allocation: from channel scores and a rate to one keep-mask per prunable group.
+
+`scope="layer"` prunes each group at the same rate; `scope="global"` ranks every channel of the
+model together (scores normalised by their group's mean, so wide and narrow layers compare) and
+masks the lowest `rate` of all channels, never more than `max_group_rate` of one group. `align`
+rounds each group's kept count up to a multiple (8, 16: the vector width of the target).
+
+Example:
+    >>> scores = group_scores(model, graph, criteria.l2)
+    >>> masks = allocate(scores, 0.5, scope="global", align=8)
+    >>> apply_masks(model, graph, masks)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+
+from tfm_fuse.errors import ConfigError
+from tfm_fuse.graph import ModelGraph
+from tfm_fuse.pruning.criteria import Criterion
+from tfm_fuse.pruning.masks import set_group_mask
+
+
+class Scope(StrEnum):
+    """How the rate is shared between groups."""
+
+    GLOBAL = "global"
+    LAYER = "layer"
+
+
+def parse_scope(scope: str) -> Scope:
+    try:
+        return Scope(scope)
+    except ValueError:
+        raise ConfigError(f"Unknown scope. Received: scope={scope!r}; "
+                          f"accepted: {[s.value for s in Scope]}") from None
+
+
+def check_align(align) -> int | None:
+    if align is not None and (isinstance(align, bool) or not isinstance(align, int) or align < 1):
+        raise ConfigError(f"`align` must be a positive integer or None. Received: align={align!r}")
+    return align
+
+
+def aligned_keep(size: int, keep: int, align: int | None) -> int:
+    """`keep` (at least 1) rounded up to a multiple of `align`, at most `size`."""
+    keep = max(1, int(keep))
+    if align:
+        keep = int(np.ceil(keep / align)) * align
+    return min(size, keep)
+
+
+def group_scores(model, graph: ModelGraph, criterion: Criterion) -> dict[int, np.ndarray]:
+    """`{group id: scores}` for every prunable group."""
+    return {g.id: np.asarray(criterion(model, g, graph), dtype="float64")
+            for g in graph.groups if g.prunable}
+
+
+def allocate(scores: dict[int, np.ndarray], rate: float, *, scope: str = "global",
+             align: int | None = None, max_group_rate: float = 0.9) -> dict[int, np.ndarray]:
+    """Keep-masks (float32, 1 keep / 0 prune) per group: the highest-scored channels are kept."""
+    scope = parse_scope(scope)
+    if scope is Scope.LAYER:
+        keeps = {g: len(s) - int(np.floor(rate * len(s))) for g, s in scores.items()}
+    else:
+        keeps = _global_keeps(scores, rate, max_group_rate)
+    masks = {}
+    for g, s in scores.items():
+        keep = aligned_keep(len(s), keeps[g], align)
+        mask = np.zeros(len(s), "float32")
+        mask[np.argsort(-s, kind="stable")[:keep]] = 1.0
+        masks[g] = mask
+    return masks
+
+
+def _global_keeps(scores: dict[int, np.ndarray], rate: float, max_group_rate: float) -> dict[int, int]:
+    ids = list(scores)
+    if not ids:
+        return {}
+    values = np.concatenate([scores[g] / max(float(np.mean(scores[g])), 1e-12) for g in ids])
+    owner = np.concatenate([np.full(len(scores[g]), i) for i, g in enumerate(ids)])
+    sizes = np.array([len(scores[g]) for g in ids])
+    cap = np.minimum(np.floor(max_group_rate * sizes), sizes - 1).astype(int)
+    budget = int(np.floor(rate * sizes.sum()))
+    pruned = np.zeros(len(ids), int)
+    for i in np.argsort(values, kind="stable"):
+        if budget <= 0:
+            break
+        if pruned[owner[i]] < cap[owner[i]]:
+            pruned[owner[i]] += 1
+            budget -= 1
+    return {g: int(sizes[i] - pruned[i]) for i, g in enumerate(ids)}
+
+
+def apply_masks(model, graph: ModelGraph, masks: dict[int, np.ndarray]) -> None:
+    """Write each group's mask into the model's wrappers."""
+    for g, mask in masks.items():
+        set_group_mask(model, graph, graph.groups[g], mask)
+
+
+def channel_rate(masks: dict[int, np.ndarray]) -> float:
+    """Fraction of prunable channels masked."""
+    total = sum(len(m) for m in masks.values())
+    return float(sum(int((m == 0).sum()) for m in masks.values()) / max(total, 1))

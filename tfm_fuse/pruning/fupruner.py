@@ -1,0 +1,110 @@
+"""FuPruner's mask math (Li et al., arXiv 2010.16165): rank, allocate, mask, zero — no Keras loop.
+
+`MaskUpdater` holds what one model's updates share (its analysis and cost model) and performs one
+soft-filter-pruning update: rank every prunable group's channels by the criterion on the
+*current* weights, allocate the rate (globally or per layer, aligned), write the masks, and zero
+the newly masked filters. Zeroed filters keep their gradient (the wrappers are soft), so they may
+outrank others at the next update and come back. The callback `tfm_fuse.callbacks.FuPruner`
+decides when to call it.
+
+Example:
+    >>> updater = MaskUpdater(masked, criterion="fused", scope="global", align=8)
+    >>> stats = updater.update(0.3)
+    >>> stats["prune_rate"], stats["prune_macs"]
+    (0.29, 1234567)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+import keras
+import numpy as np
+
+from tfm_fuse.graph import analyze
+from tfm_fuse.pruning import allocation, criteria
+from tfm_fuse.pruning.cost import CostModel
+from tfm_fuse.pruning.wrapper import PruneWrapper
+
+
+@dataclasses.dataclass(frozen=True)
+class FuPrunerDefaults:
+    """Options given to `prune(method="fupruner")`, picked up by a `FuPruner` left unconfigured."""
+
+    rate: float = 0.5
+    criterion: str = "fused"
+    scope: str = "global"
+    align: int | None = None
+
+
+_DEFAULTS: "weakref.WeakKeyDictionary[keras.Model, FuPrunerDefaults]" = weakref.WeakKeyDictionary()
+
+
+def remember_defaults(model: keras.Model, defaults: FuPrunerDefaults) -> None:
+    _DEFAULTS[model] = defaults
+
+
+def defaults_for(model: keras.Model) -> FuPrunerDefaults:
+    return _DEFAULTS.get(model, FuPrunerDefaults())
+
+
+def wrappers(model: keras.Model) -> list[PruneWrapper]:
+    return [layer for layer in model.layers if isinstance(layer, PruneWrapper)]
+
+
+class MaskUpdater:
+    """One model's soft-filter-pruning updates.
+
+    Args:
+        model: a model holding `PruneWrapper`s (from `tfm_fuse.prune(..., method="fupruner")`).
+        criterion: `"l1"`, `"l2"` or `"fused"`. Defaults to `"fused"`.
+        scope: `"global"` or `"layer"`. Defaults to `"global"`.
+        align: keep a multiple of this many channels per group. Defaults to `None`.
+        max_group_rate: at most this fraction of one group is masked (global scope).
+            Defaults to `0.9`.
+        zero_masked: write zeros into masked filters at each update. Defaults to `True`.
+    """
+
+    def __init__(self, model: keras.Model, *, criterion: str = "fused", scope: str = "global",
+                 align: int | None = None, max_group_rate: float = 0.9, zero_masked: bool = True):
+        self.model = model
+        self.criterion = criteria.get(criterion)
+        self.scope = allocation.parse_scope(scope)
+        self.align = allocation.check_align(align)
+        self.max_group_rate = max_group_rate
+        self.zero_masked = zero_masked
+        self.graph = analyze(model)
+        self.cost = CostModel(self.graph)
+        self.full = self.cost.totals(self.cost.full())
+        self.wrappers = wrappers(model)
+
+    def update(self, rate: float) -> dict[str, float]:
+        """Re-rank and re-mask at `rate`; returns the statistics `stats()` gives."""
+        scores = allocation.group_scores(self.model, self.graph, self.criterion)
+        masks = allocation.allocate(scores, rate, scope=self.scope, align=self.align,
+                                    max_group_rate=self.max_group_rate)
+        allocation.apply_masks(self.model, self.graph, masks)
+        if self.zero_masked:
+            for w in self.wrappers:
+                w.zero_masked_weights()
+        return self.stats()
+
+    def stats(self) -> dict[str, float]:
+        """Masked channel rate, and params / MACs the stripped model would have."""
+        keep = self.cost.keep_from_masks(self.model)
+        totals = self.cost.totals(keep)
+        prunable = np.concatenate([g.channels for g in self.graph.groups if g.prunable] or [[]])
+        rate = 1.0 - float(keep[prunable.astype(int)].mean()) if len(prunable) else 0.0
+        return {"prune_rate": rate, "prune_params": float(totals["params"]),
+                "prune_macs": float(totals["macs"]),
+                "prune_macs_removed": 1.0 - totals["macs"] / max(self.full["macs"], 1)}
+
+    def read_step(self) -> int:
+        if not self.wrappers:
+            return 0
+        return int(keras.ops.convert_to_numpy(self.wrappers[0].pruning_step))
+
+    def write_step(self, step: int) -> None:
+        for w in self.wrappers:
+            w.pruning_step.assign(np.int64(step))
