@@ -60,8 +60,11 @@ def _plot(rows: list[dict], history: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(history.get("val_accuracy", []), marker="o", label="baseline")
-    a.plot(history.get("pruned_val_accuracy", []), marker="s", label="pruned, fine-tuning")
+    base, tuned = history.get("val_accuracy", []), history.get("pruned_val_accuracy", [])
+    a.plot(range(1, len(base) + 1), base, marker="o", label="baseline training")
+    a.plot(range(len(base) + 1, len(base) + len(tuned) + 1), tuned, marker="s",
+           label="pruned, fine-tuning")
+    a.xaxis.get_major_locator().set_params(integer=True)
     a.set_xlabel("epoch"), a.set_ylabel("validation accuracy"), a.legend()
     names = [r["model"] for r in rows]
     b.bar(names, [r["macs"] / 1e6 for r in rows], color="tab:blue")
