@@ -1,0 +1,67 @@
+import keras
+import numpy as np
+import pytest
+
+import tfm_fuse
+from tests.pruning.helpers import small_resnet
+from tfm_fuse.pruning import allocation, criteria
+from tfm_fuse.pruning.cost import CostModel
+
+
+def _wrapped():
+    return tfm_fuse.wrap(small_resnet(width=16))
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("align", [None, 4, 8])
+def test_allocate_rate_and_alignment(scope, align):
+    rng = np.random.default_rng(1)
+    scores = {0: rng.random(16), 1: rng.random(32), 2: rng.random(24)}
+    masks = allocation.allocate(scores, 0.5, scope=scope, align=align)
+    for g, m in masks.items():
+        kept = int(m.sum())
+        assert 1 <= kept <= len(scores[g])
+        if align:
+            assert kept % align == 0 or kept == len(scores[g])
+        assert scores[g][m == 1].min() >= scores[g][m == 0].max()  # the best ones are kept
+    if align is None:
+        assert allocation.channel_rate(masks) == pytest.approx(0.5, abs=0.05)
+
+
+def test_global_scope_prefers_weak_groups():
+    scores = {0: np.full(10, 1.0) + np.arange(10) * 1e-3, 1: np.r_[np.full(5, 0.01), np.full(5, 1.0)]}
+    masks = allocation.allocate(scores, 0.25, scope="global")
+    assert masks[1][:5].sum() == 0  # the five near-zero channels of group 1 go first
+    assert masks[0].sum() == 10
+
+
+def test_fused_criterion_folds_batchnorm_scale():
+    model = _wrapped()
+    graph = tfm_fuse.analyze(model)
+    bn = next(l for l in model.layers if isinstance(l, keras.layers.BatchNormalization))
+    gamma = np.linspace(0.1, 2.0, bn.gamma.shape[0]).astype("float32")
+    bn.gamma.assign(gamma)
+    conv_name = graph.producer(graph.nodes_of(bn)[0].inputs[0]).layer.name
+    group = next(g for g in graph.groups if (conv_name, "out") in g.members and g.prunable)
+    scale = criteria.bn_scale(graph, conv_name)
+    assert scale is not None
+    np.testing.assert_allclose(scale, gamma / np.sqrt(1.0 + bn.epsilon), rtol=1e-6)
+    assert not np.allclose(criteria.fused(model, group, graph), criteria.l2(model, group))
+
+
+def test_unknown_criterion():
+    with pytest.raises(tfm_fuse.ConfigError, match="accepted: \\['fused', 'l1', 'l2'\\]"):
+        criteria.get("taylor")
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "fused"])
+def test_cost_model_equals_profile_of_stripped(criterion):
+    model = _wrapped()
+    graph = tfm_fuse.analyze(model)
+    scores = allocation.group_scores(model, graph, criteria.get(criterion))
+    allocation.apply_masks(model, graph, allocation.allocate(scores, 0.4, align=4))
+    cm = CostModel(graph)
+    stripped = tfm_fuse.profile(tfm_fuse.strip(model))
+    assert cm.totals(cm.keep_from_masks(model)) == {
+        "params": stripped.params, "macs": stripped.macs,
+        "activation_bytes": stripped.activation_bytes}

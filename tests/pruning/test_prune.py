@@ -1,0 +1,80 @@
+import keras
+import numpy as np
+import pytest
+
+import tfm_fuse
+from tests.pruning.helpers import small_resnet
+from tfm_fuse.pruning import PruneWrapper, complexity_prune, group_mask
+from tfm_fuse.pruning.fupruner import defaults_for
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_resnet(width=16)
+
+
+def _masks(model):
+    graph = tfm_fuse.analyze(model)
+    return {g.id: group_mask(model, g) for g in graph.groups if g.prunable}
+
+
+@pytest.mark.parametrize("method", ["l1", "l2", "fused"])
+def test_one_shot_methods(model, method):
+    masked = tfm_fuse.prune(model, method=method, rate=0.5, align=4)
+    masks = _masks(masked)
+    assert all(m.sum() % 4 == 0 and m.sum() < len(m) for m in masks.values())
+    x = np.random.default_rng(0).normal(size=(2, 12, 12, 1)).astype("float32")
+    np.testing.assert_allclose(tfm_fuse.strip(masked)(x), masked(x), atol=1e-5)
+
+
+def test_fupruner_method_returns_wrapped_model_at_ones(model):
+    masked = tfm_fuse.prune(model, method="fupruner", rate=0.5, align=8, criterion="l2")
+    assert any(isinstance(l, PruneWrapper) for l in masked.layers)
+    assert all(m.all() for m in _masks(masked).values())
+    assert defaults_for(masked).rate == 0.5 and defaults_for(masked).align == 8
+    assert defaults_for(masked).criterion == "l2"
+
+
+@pytest.mark.parametrize("mode, metric", [("PA", "params"), ("FA", "macs"), ("MA", "activation_bytes")])
+def test_complexity_reaches_target(model, mode, metric):
+    thin, report = complexity_prune(model, mode=mode, target=0.4, seed=0)
+    assert report.reduction[metric] >= 0.4
+    assert set(report.reduction) == {"params", "macs", "activation_bytes"}
+    assert tfm_fuse.profile(thin).params == report.after["params"]
+    assert not any(isinstance(l, PruneWrapper) for l in thin.layers)
+    assert mode in str(report)
+
+
+def test_complexity_through_prune_is_seeded_and_aligned(model):
+    a = tfm_fuse.prune(model, method="complexity", mode="fa", target=0.5, align=4, seed=3)
+    b = tfm_fuse.prune(model, method="complexity", mode="FA", target=0.5, align=4, seed=3)
+    assert [w.shape for w in a.weights] == [w.shape for w in b.weights]
+    for layer in a.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.name != a.layers[1].name:
+            assert layer.filters % 4 == 0 or layer.filters == 16
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "magnitude"}, "Unknown pruning method"),
+    ({"method": "fupruner", "criterion": "taylor"}, "Unknown criterion"),
+    ({"method": "fupruner", "scope": "block"}, "Unknown scope"),
+    ({"method": "l1", "rate": 1.0}, "rate"),
+    ({"method": "l1", "rate": -0.2}, "rate"),
+    ({"method": "l1", "align": 0}, "align"),
+    ({"method": "complexity", "mode": "XA"}, "Unknown complexity mode"),
+    ({"method": "complexity", "target": 1.0}, "target"),
+    ({"method": "complexity", "target": -0.5}, "target"),
+    ({"method": "complexity", "target": 0.9, "align": 8}, "out of reach"),
+])
+def test_bad_options(model, kwargs, match):
+    with pytest.raises(tfm_fuse.ConfigError, match=match):
+        tfm_fuse.prune(model, **kwargs)
+
+
+def test_keras2_model_is_refused():
+    class Functional:  # stands in for a tf_keras model: tfm_fuse must not touch it
+        __module__ = "tf_keras.src.engine.functional"
+        name = "legacy"
+
+    with pytest.raises(tfm_fuse.UnsupportedModelError, match="tf_keras"):
+        tfm_fuse.prune(Functional(), method="fupruner")
