@@ -57,16 +57,19 @@ def sample(model: keras.Model, batch: int = 2, seed: int = 1) -> np.ndarray | li
     return xs[0] if len(xs) == 1 else xs
 
 
-def predict(model: keras.Model, x) -> np.ndarray:
-    """The model's output in inference mode, as numpy."""
-    return keras.ops.convert_to_numpy(model(x, training=False))
+def predict(model: keras.Model, x) -> list[np.ndarray]:
+    """The model's outputs (a flat list) in inference mode, as numpy."""
+    return [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(model(x, training=False))]
 
 
 def max_diff(a: keras.Model, b: keras.Model, x) -> tuple[float, float]:
-    """(max-abs difference, output scale) of two models on `x`, in inference mode."""
-    ya, yb = predict(a, x), predict(b, x)
-    assert ya.shape == yb.shape, f"output shapes differ: {ya.shape} vs {yb.shape}"
-    return float(np.max(np.abs(ya - yb))), float(np.max(np.abs(yb)))
+    """(max-abs difference, output scale) of two models on `x`, over all outputs."""
+    diff, scale = 0.0, 0.0
+    for ya, yb in zip(predict(a, x), predict(b, x), strict=True):
+        assert ya.shape == yb.shape, f"output shapes differ: {ya.shape} vs {yb.shape}"
+        diff = max(diff, float(np.max(np.abs(ya - yb))))
+        scale = max(scale, float(np.max(np.abs(yb))))
+    return diff, scale
 
 
 def assert_equivalent(candidate: keras.Model, reference: keras.Model, x) -> float:
@@ -314,11 +317,12 @@ APPLICATIONS = {
 
 
 def application(name: str, seed: int = 0) -> keras.Model:
-    """A keras.applications model, `weights=None`, small input, 10 classes, random weights."""
+    """A keras.applications model: `weights=None`, small input, 10 logits, random weights."""
     fn_name, size = APPLICATIONS[name]
     keras.utils.set_random_seed(seed)
     model = getattr(keras.applications, fn_name)(
-        weights=None, input_shape=(size, size, 3), classes=10, include_top=True)
+        weights=None, input_shape=(size, size, 3), classes=10, include_top=True,
+        classifier_activation=None)
     return randomize(model, seed)
 
 
