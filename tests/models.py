@@ -247,6 +247,16 @@ def elementwise_zoo(shape=(12, 12, 3)) -> keras.Model:
     return _finish(inp, L.Dense(4, activation="softmax")(x), "elementwise_zoo")
 
 
+def conv_transpose(shape=(8, 8, 3)) -> keras.Model:
+    """An encoder-decoder: strided conv, Conv2DTranspose back up, conv head per pixel."""
+    inp = keras.Input(shape)
+    x = _conv_bn_relu(inp, 8, strides=2)
+    x = L.Conv2DTranspose(10, 3, strides=2, padding="same", name="up")(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    return _finish(inp, L.Conv2D(2, 1, name="head")(x), "conv_transpose")
+
+
 def shared_layers(shape=(10, 10, 3)) -> keras.Model:
     """One conv and one BN called on two inputs' branches: shared layers keep shared channels."""
     inp = keras.Input(shape)
@@ -297,6 +307,7 @@ CASES = {
     "concat_into_add": concat_into_add,
     "depthwise_separable": depthwise_separable,
     "grouped_conv": grouped_conv,
+    "conv_transpose": conv_transpose,
     "se_dense": se_dense,
     "se_conv": se_conv,
     "flatten_dense": flatten_dense,

@@ -191,3 +191,9 @@ def test_analyze_does_not_touch_the_model(built):
     before = [len(layer._inbound_nodes) for layer in model.layers]
     tfm_fuse.analyze(model)
     assert [len(layer._inbound_nodes) for layer in model.layers] == before
+
+
+def test_conv_transpose_makes_prunable_channels(analysed):
+    g = analysed("conv_transpose")
+    up = group(g, "up")
+    assert up.prunable and up.size == 10 and ("head", "in") in up.members

@@ -281,8 +281,9 @@ class ConvRule(MixingRule):
         if layer.data_format == "channels_first":
             return Pinned.flow(self, layer, ins, ctx)
         out = ctx.fresh(layer.filters)
-        if layer.groups > 1:
-            reason = f"grouped convolution (groups={layer.groups}) needs equal channels per group"
+        groups = getattr(layer, "groups", 1)  # Conv*Transpose has no `groups`
+        if groups > 1:
+            reason = f"grouped convolution (groups={groups}) needs equal channels per group"
             ctx.pin(ins[0], reason)
             ctx.pin(out, reason)
         return [out]
