@@ -19,17 +19,19 @@ from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.rebuild import Builder, rebuild
 
 
-def strip(model: keras.Model) -> keras.Model:
+def strip(model: keras.Model, *, allow_unknown: bool = False) -> keras.Model:
     """Remove masked channels everywhere they flow and unwrap every `PruneWrapper`.
 
     Args:
         model: a model returned by `tfm_fuse.prune` (or any model holding `PruneWrapper`s).
             Not modified.
+        allow_unknown: keep layers of unknown type as they are (their channels pinned, with a
+            warning), as `prune(..., allow_unknown=True)` did. Defaults to `False`.
 
     Returns:
         A new functional model without wrappers, whose output equals the masked model's.
     """
-    graph = analyze(model)
+    graph = analyze(model, allow_unknown=allow_unknown)
     dropped = _dropped_channels(model, graph)
     cut_layers: dict[int, keras.Layer] = {}
 
