@@ -351,6 +351,7 @@ def random_model(draw, *, max_blocks: int = 5) -> keras.Model:
     Returns:
         A functional model with random weights (seeded by `draw`).
     """
+    from hypothesis import event
     from hypothesis import strategies as st
 
     size = draw(st.sampled_from([8, 12]))
@@ -359,6 +360,7 @@ def random_model(draw, *, max_blocks: int = 5) -> keras.Model:
     x = _conv_bn_relu(inp, width)
     for _ in range(draw(st.integers(1, max_blocks))):
         block = draw(st.sampled_from(BLOCKS))
+        event(f"block: {block}")
         x = _BLOCK_BUILDERS[block](x, draw)
     if draw(st.booleans()) or x.shape[1] > 4:
         x = L.GlobalAveragePooling2D()(x)
