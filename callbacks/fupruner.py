@@ -135,7 +135,8 @@ class FuPruner(keras.callbacks.Callback):
 
     # --- internals -------------------------------------------------------------------------
     def _may_update(self) -> bool:
-        return self.max_drop is None or self.reference is not None
+        return (self.max_drop is None or self.baseline is not None
+                or self.epochs_seen >= self.reference_epochs)
 
     def _update(self) -> None:
         self.target = max(0.0, self._schedule(self.step) - self.penalty)

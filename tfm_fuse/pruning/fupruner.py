@@ -87,7 +87,7 @@ class MaskUpdater:
         allocation.apply_masks(self.model, self.graph, masks)
         if self.zero_masked:
             for w in self.wrappers:
-                w.zero_masked_weights()
+                w.zero_masked_weights(sides=("out",))
         return self.stats()
 
     def stats(self) -> dict[str, float]:

@@ -62,6 +62,9 @@ class PruneWrapper(keras.layers.Wrapper):
         self.built = True
 
     def call(self, inputs, *args, **kwargs):
+        if self.soft:  # input mask on the activation, straight-through: see `_masked`
+            masked = inputs * keras.ops.cast(self.in_mask, inputs.dtype)
+            inputs = inputs + keras.ops.stop_gradient(masked - inputs)
         mapping = [(v, self._masked(v, name)) for v, name in self._channel_weights()]
         with keras.StatelessScope(state_mapping=mapping):
             return self.layer(inputs, *args, **kwargs)
@@ -78,13 +81,16 @@ class PruneWrapper(keras.layers.Wrapper):
         return [(v, v.path.split("/")[-1]) for v in self.layer.weights
                 if v.path.split("/")[-1] in names]
 
-    def _factor(self, name: str, shape: tuple, as_numpy: bool = False):
+    def _factor(self, name: str, shape: tuple, as_numpy: bool = False, sides=("in", "out"),
+                in_kernels: bool = True):
         """The product of the masks that apply to weight `name`, broadcastable to `shape`."""
         ops = np if as_numpy else keras.ops
         factor = None
         for ax in self._rule.weight_axes(self.layer):
-            if ax.name != name:
+            if ax.name != name or ax.side not in sides:
                 continue
+            if not in_kernels and ax.side == "in" and ax.name != "bias":
+                continue  # applied to the input activation instead (soft mode)
             mask = self.in_mask if ax.side == "in" else self.out_mask
             mask = keras.ops.convert_to_numpy(mask) if as_numpy else keras.ops.cast(mask, self.compute_dtype)
             if ax.repeat > 1:
@@ -95,9 +101,16 @@ class PruneWrapper(keras.layers.Wrapper):
         return factor
 
     def _masked(self, variable, name: str):
+        """Soft: forward masked values, backward the gradient of every weight. The input mask
+        then multiplies the input activation (straight-through) instead of the input-side
+        kernels: the same forward (the layer is linear in its input), but a masked channel's
+        producer still receives gradient through this layer, so it can grow back."""
         w = keras.ops.cast(variable, self.compute_dtype)
-        masked = w * self._factor(name, tuple(variable.shape))
-        if self.soft:  # forward: masked values; backward: the gradient of every weight
+        factor = self._factor(name, tuple(variable.shape), in_kernels=not self.soft)
+        if factor is None:
+            return w
+        masked = w * factor
+        if self.soft:
             return w + keras.ops.stop_gradient(masked - w)
         return masked
 
@@ -110,10 +123,14 @@ class PruneWrapper(keras.layers.Wrapper):
                 out[name] = value * factor
         return out
 
-    def zero_masked_weights(self) -> None:
-        """Write the masks into the weights themselves (masked filters restart from zero)."""
+    def zero_masked_weights(self, sides: tuple[str, ...] = ("in", "out")) -> None:
+        """Write the masks of `sides` into the weights themselves (masked filters restart from
+        zero). Soft filter pruning zeroes `("out",)` only: the filters, not their consumers."""
         for v, name in self._channel_weights():
-            v.assign(self.masked_weights()[name])
+            value = keras.ops.convert_to_numpy(v)
+            factor = self._factor(name, value.shape, as_numpy=True, sides=sides)
+            if factor is not None:
+                v.assign(value * factor)
 
 
 @rules.rule_for(PruneWrapper)
