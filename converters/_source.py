@@ -222,15 +222,17 @@ def random_inputs(src: Source, n: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def pick_validation(src: Source, validation_data: Any, representative: np.ndarray | None,
-                    notes: list[str], n: int = 64) -> np.ndarray:
-    """Validation inputs: `validation_data`, else the representative data, else random."""
+                    notes: list[str], n: int = 64, max_validation: int = 2000) -> np.ndarray:
+    """Validation inputs: `validation_data` (up to `max_validation` samples), else the first
+    `n` representative samples, else `n` seeded random ones."""
     if validation_data is not None:
-        return sample_array(validation_data, src, what="validation_data", max_samples=n)
+        return sample_array(validation_data, src, what="validation_data",
+                            max_samples=max_validation)
     if representative is not None:
         notes.append("Validated on the representative data (no validation_data given).")
         return representative[:n]
     notes.append("Validated on seeded random-normal inputs (no validation_data given).")
-    return random_inputs(src)
+    return random_inputs(src, n)
 
 
 def call_tool(what: str, fn: Callable[[], Any]) -> Any:

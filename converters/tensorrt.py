@@ -30,14 +30,16 @@ from tfm_fuse.converters._source import (
 )
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
-from tfm_fuse.errors import ConversionError
+from tfm_fuse.errors import ConfigError, ConversionError
 
 INT8_NAME = "model_int8_qdq.onnx"
+CALIBRATIONS = {"percentile": "Percentile", "minmax": "MinMax", "entropy": "Entropy"}
 
 
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any,
             validation_data: Any = None, opset: int = 17, min_top1: float | None = 0.99,
-            max_rel_error: float = 1e-3, max_samples: int = 256, overwrite: bool = False,
+            calibration: str = "percentile", max_rel_error: float = 1e-3,
+            max_samples: int = 256, overwrite: bool = False,
             keep_failed: bool = False) -> Report:
     """Writes the Jetson artefacts and checks them against Keras.
 
@@ -51,6 +53,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         opset: ONNX opset, 13 to 17 for TensorRT 8.5+. Defaults to `17`.
         min_top1: lowest accepted INT8 top-1 agreement with Keras; `None` only reports it.
             Defaults to `0.99`.
+        calibration: activation range calibration, `"percentile"` (99.999 %, robust to
+            outliers), `"minmax"` or `"entropy"`. Defaults to `"percentile"`.
         max_rel_error: largest accepted FP32 max-abs error relative to the output scale.
             Defaults to `1e-3`.
         max_samples: samples kept from the representative data. Defaults to `256`.
@@ -65,6 +69,9 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         ConversionError: conversion or validation failed (nothing is left in `out_dir`).
     """
     onnx_conv.check_opset(opset)
+    if calibration not in CALIBRATIONS:
+        raise ConfigError(f"calibration must be one of {sorted(CALIBRATIONS)}. Received: "
+                          f"calibration={calibration!r}")
     check_destination(out_dir, overwrite=overwrite)
     src = load_source(model)
     rep = sample_array(representative_data, src, what="representative_data",
@@ -77,7 +84,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         else:
             report.notes.append("This TensorFlow has no TensorRT (pip build): writing ONNX "
                                 "for TensorRT instead of a TF-TRT SavedModel.")
-            _onnx_for_tensorrt(src, stage, report, rep, x_val, opset, min_top1, max_rel_error)
+            _onnx_for_tensorrt(src, stage, report, rep, x_val, opset, min_top1, max_rel_error,
+                               calibration)
         report.ok = not report.issues
         return stage.commit(report)
 
@@ -91,9 +99,10 @@ def has_tf_trt() -> bool:
 
 def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, rep: np.ndarray,
                        x_val: np.ndarray, opset: int, min_top1: float | None,
-                       max_rel_error: float) -> None:
+                       max_rel_error: float, calibration: str) -> None:
     fp32 = onnx_conv.add_fp32(src, stage, report, opset, x_val, max_rel_error)
-    int8 = quantize_qdq(fp32, stage.path / INT8_NAME, rep, input_name=src.input_name)
+    int8 = quantize_qdq(fp32, stage.path / INT8_NAME, rep, input_name=src.input_name,
+                        calibration=calibration)
     report.artefacts["onnx_int8_qdq"] = stage.final(INT8_NAME)
     metrics = compare(src.predict(x_val), onnx_conv.run_onnx(int8, x_val))
     report.fidelity["onnx_int8_qdq"] = metrics
@@ -104,12 +113,13 @@ def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, rep: np.ndar
     _engines(stage, report)
 
 
-def quantize_qdq(fp32: Path, out: Path, rep: np.ndarray, *, input_name: str) -> Path:
+def quantize_qdq(fp32: Path, out: Path, rep: np.ndarray, *, input_name: str,
+                 calibration: str = "percentile") -> Path:
     """Explicit INT8 ONNX for TensorRT with ONNX Runtime's static quantization.
 
     Q/DQ format, symmetric int8 activations and weights, per-channel weights kept as float
-    with a Q/DQ pair (as TensorRT's own tools emit), biases left in float, MinMax calibration
-    on `rep`.
+    with a Q/DQ pair (as TensorRT's own tools emit), biases left in float, activation ranges
+    calibrated on `rep` with `calibration`.
     """
     from onnxruntime import quantization as q
 
@@ -123,13 +133,14 @@ def quantize_qdq(fp32: Path, out: Path, rep: np.ndarray, *, input_name: str) -> 
     import onnx
 
     name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    method = getattr(q.CalibrationMethod, CALIBRATIONS[calibration])
     options = {"ActivationSymmetric": True, "WeightSymmetric": True,
                "AddQDQPairToWeight": True, "QuantizeBias": False}
     call_tool(f"ONNX Runtime INT8 Q/DQ quantization of input '{input_name}'",
               lambda: q.quantize_static(
                   str(fp32), str(out), Reader(name), quant_format=q.QuantFormat.QDQ,
                   per_channel=True, activation_type=q.QuantType.QInt8,
-                  weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax,
+                  weight_type=q.QuantType.QInt8, calibrate_method=method,
                   extra_options=options))
     return out
 

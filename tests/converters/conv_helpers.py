@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 
 
 def residual_cnn(input_shape=(16, 16, 3), classes: int = 10, width: int = 8,
-                 seed: int = 0) -> keras.Model:
+                 seed: int = 0, random_bn: bool = True) -> keras.Model:
     """Conv/BN/ReLU, one residual block with Add, GAP and Dense: the ops the demo models use."""
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name="image")
@@ -26,7 +26,8 @@ def residual_cnn(input_shape=(16, 16, 3), classes: int = 10, width: int = 8,
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(classes)(x)
     model = keras.Model(inp, out, name="tiny_resnet")
-    _randomise_bn(model, seed)
+    if random_bn:
+        _randomise_bn(model, seed)
     return model
 
 
@@ -49,3 +50,23 @@ def assert_nothing_left(path) -> None:
     if path.parent.exists():
         leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]
         assert not leftovers, f"staging directories left behind: {leftovers}"
+
+
+def mnist_resnet(width: int = 16, seed: int = 0) -> keras.Model:
+    """A small ResNet for 28×28×1 digits: three stages of Conv/BN/ReLU with residual Adds."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28, 1), name="digit")
+    x = inp
+    for stage, filters in enumerate((width, 2 * width, 4 * width)):
+        x = _conv_bn(x, filters, stride=1 if stage == 0 else 2)
+        y = _conv_bn(x, filters, stride=1)
+        y = _conv_bn(y, filters, stride=1, relu=False)
+        x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(10)(x), name="mnist_resnet")
+
+
+def _conv_bn(x, filters: int, stride: int, relu: bool = True):
+    x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)  # settles within a short training
+    return keras.layers.ReLU()(x) if relu else x

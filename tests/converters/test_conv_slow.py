@@ -1,0 +1,121 @@
+"""End to end: a trained, pruned-and-stripped ResNet on MNIST and keras.applications models.
+
+Figures are printed (run with `-s` to see them) and asserted where the bar is meaningful:
+int8 top-1 agreement ≥ 99 % needs a trained model; on random-init applications models the
+logits are near-uniform, so there agreement is reported, not required.
+"""
+
+import keras
+import numpy as np
+import pytest
+from conv_helpers import mnist_resnet
+
+import tfm_fuse
+from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+from tfm_fuse.converters._ov_legacy import python310_available
+
+pytestmark = pytest.mark.slow
+
+
+def _summary(name, r):
+    sizes = {k: _size(v) for k, v in r.artefacts.items()}
+    print(f"\n[{name}] ok={r.ok} sizes={sizes}")
+    for key, m in r.fidelity.items():
+        print(f"[{name}] {key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else
+                                             f"{k}={v}" for k, v in m.items()))
+
+
+def _size(path):
+    from pathlib import Path
+
+    p = Path(path)
+    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return tfm_fuse.data.load_mnist(n_train=2000, n_test=500)
+
+
+@pytest.fixture(scope="module")
+def trained_thin(mnist):
+    """Trained 6 epochs, pruned 50 % (L1, aligned to 8), stripped, fine-tuned 2 epochs."""
+    (x, y), _ = mnist
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model = mnist_resnet()
+    model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    thin = tfm_fuse.strip(tfm_fuse.prune(model, method="l1", rate=0.5, align=8))
+    thin.compile(keras.optimizers.Adam(5e-4), loss, metrics=["accuracy"])
+    thin.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    print(f"\n[mnist] params {model.count_params()} -> {thin.count_params()}")
+    return thin
+
+
+def test_trained_thin_resnet_all_targets(tmp_path, mnist, trained_thin):
+    (x, _), (x_test, y_test) = mnist
+    acc = float(np.mean(np.argmax(trained_thin.predict(x_test, verbose=0), -1) == y_test))
+    print(f"\n[mnist] keras test accuracy {acc:.3f}")
+    r = edgetpu.convert(trained_thin, tmp_path / "edgetpu", representative_data=x[:300],
+                        validation_data=x_test)
+    _summary("mnist edgetpu", r)
+    assert r.fidelity["tflite_int8"]["top1_agreement"] >= 0.99
+    assert r.details["edgetpu_check"]["tpu_fraction"] == 1.0
+    assert r.details["edgetpu_check"]["fits_sram"]
+    r = tensorrt.convert(trained_thin, tmp_path / "jetson", representative_data=x[:300],
+                         validation_data=x_test)
+    _summary("mnist tensorrt", r)
+    assert r.fidelity["onnx_int8_qdq"]["top1_agreement"] >= 0.99
+    assert r.fidelity["onnx_fp32"]["max_abs_error_rel"] <= 1e-3
+    r = onnx.convert(trained_thin, tmp_path / "onnx", validation_data=x_test[:100])
+    _summary("mnist onnx", r)
+    r = openvino.convert(trained_thin, tmp_path / "openvino", validation_data=x_test[:100],
+                         legacy_runtime=python310_available())
+    _summary("mnist openvino", r)
+    assert r.ok and r.fidelity["openvino_fp16"]["max_abs_error_rel"] <= 1e-3
+
+
+def _digit_images(mnist, size: int, n: int) -> np.ndarray:
+    """Meaningful inputs for applications models: digits resized to RGB in [-1, 1]."""
+    (x, _), _ = mnist
+    import tensorflow as tf
+
+    img = tf.image.resize(x[:n], (size, size)).numpy()
+    return np.repeat(img, 3, axis=-1) * 2.0 - 1.0
+
+
+def test_mobilenet_v2_edgetpu_and_openvino(tmp_path, mnist):
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
+                                           classifier_activation=None)
+    data = _digit_images(mnist, 96, 160)
+    r = edgetpu.convert(model, tmp_path / "edgetpu", representative_data=data[:128],
+                        validation_data=data[128:], min_top1=None)
+    _summary("mobilenetv2 edgetpu", r)
+    check = r.details["edgetpu_check"]
+    print(f"[mobilenetv2] edgetpu ops eligible {check['tpu_ops']}/{len(check['ops'])}, "
+          f"params {check['parameter_bytes']} B")
+    assert r.ok and check["tpu_fraction"] == 1.0 and check["fits_sram"]
+    r = openvino.convert(model, tmp_path / "openvino", validation_data=data[128:144],
+                         legacy_runtime=python310_available())
+    _summary("mobilenetv2 openvino", r)
+    assert r.ok and r.details["opset_check"]["max_opset"] <= 10
+
+
+def test_resnet50_all_targets(tmp_path, mnist):
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3),
+                                        classifier_activation=None)
+    data = _digit_images(mnist, 64, 72)
+    r = edgetpu.convert(model, tmp_path / "edgetpu", representative_data=data[:64],
+                        validation_data=data[64:], min_top1=None)
+    _summary("resnet50 edgetpu", r)
+    check = r.details["edgetpu_check"]
+    assert r.ok and check["tpu_fraction"] == 1.0 and not check["fits_sram"]
+    assert any("exceed the ~8 MiB on-chip memory" in n for n in r.notes)
+    r = tensorrt.convert(model, tmp_path / "jetson", representative_data=data[:64],
+                         validation_data=data[64:], min_top1=None)
+    _summary("resnet50 tensorrt", r)
+    assert r.ok
+    r = openvino.convert(model, tmp_path / "openvino", validation_data=data[64:],
+                         legacy_runtime=python310_available())
+    _summary("resnet50 openvino", r)
+    assert r.ok
