@@ -189,7 +189,7 @@ def se_dense(shape=(12, 12, 3)) -> keras.Model:
     x = L.Conv2D(16, 3, padding="same", name="block")(inp)
     s = L.GlobalAveragePooling2D()(x)
     s = L.Dense(4, activation="relu", name="squeeze")(s)
-    s = L.Dense(16, activation="sigmoid")(s)
+    s = L.Dense(16, activation="sigmoid", name="excite")(s)
     s = L.Reshape((1, 1, 16), name="se_reshape")(s)
     x = L.Multiply()([x, s])
     x = L.Conv2D(8, 3, padding="same", activation="relu")(x)

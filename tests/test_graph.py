@@ -132,11 +132,21 @@ def test_grouped_conv_is_pinned_with_reason(analysed):
         assert "grouped" in grp.reason and "groups=4" in grp.reason
 
 
-def test_se_with_reshape_is_pinned_but_squeeze_prunable(analysed):
+def test_se_with_dense_and_reshape_is_prunable(analysed):
     g = analysed("se_dense")
     block = group(g, "block")
-    assert not block.prunable and "se_reshape" in block.reason
+    assert block.prunable  # Reshape (C,) → (1, 1, C) keeps the channel axis
+    assert {("squeeze", "in"), ("excite", "out")} <= set(block.members)
     assert group(g, "squeeze").prunable
+
+
+def test_reshape_that_moves_channels_is_pinned():
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, padding="same", name="c")(inp)
+    x = L.Reshape((8, 32), name="fold")(x)
+    out = L.Dense(2)(L.Flatten()(x))
+    grp = group(tfm_fuse.analyze(keras.Model(inp, out)), "c")
+    assert not grp.prunable and "fold" in grp.reason and "reshapes" in grp.reason
 
 
 def test_se_with_keepdims_conv_is_prunable(analysed):
@@ -168,7 +178,8 @@ def test_sequential_is_analysed(analysed):
 @pytest.mark.parametrize("layer, reason", [
     (L.LayerNormalization(), "LayerNormalization normalizes over channels"),
     (L.Softmax(), "softmax over channels"),
-    (L.Reshape((8, 8, 4)), "reshapes"),
+    (L.Reshape((4, 4, 16)), "reshapes"),
+    (L.Permute((3, 1, 2)), "reshapes"),
     (L.Rescaling(scale=[1.0, 2.0, 3.0, 4.0]), "per-channel rescaling"),
 ])
 def test_channel_mixing_layers_pin_their_input(layer, reason):

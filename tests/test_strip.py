@@ -82,9 +82,12 @@ def test_se_conv_block_is_pruned_through_the_multiply(built):
     assert small.get_layer("excite").filters == kept
 
 
-def test_se_dense_block_keeps_reshape_channels(built):
+def test_se_dense_block_is_pruned_through_the_reshape(built):
     small = tfm_fuse.strip(tfm_fuse.prune(built("se_dense"), rate=RATE))
-    assert small.get_layer("block").filters == 16
+    kept = keep_count(16, RATE, None)
+    assert small.get_layer("block").filters == kept
+    assert small.get_layer("excite").units == kept
+    assert tuple(small.get_layer("se_reshape").target_shape) == (1, 1, kept)
     assert small.get_layer("squeeze").units == keep_count(4, RATE, None)
 
 

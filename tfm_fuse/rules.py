@@ -82,6 +82,7 @@ class Rule:
 
     axes: tuple[WeightAxis, ...] = ()
     size_key: str | None = None  # config key holding the number of output channels
+    config_channels: bool = False  # the config names a channel count even without weights
 
     def flow(self, layer, ins: list[np.ndarray], ctx: FlowContext) -> list[np.ndarray]:
         return [ins[0]]
@@ -203,6 +204,29 @@ class ReshapingRule(Pinned):
         if isinstance(layer, layers.EinsumDense):
             return int(layer.count_params())
         return 0
+
+
+@rule_for(layers.Reshape)
+class ReshapeRule(ReshapingRule):
+    """A reshape that keeps the channel axis (e.g. `(C,)` → `(1, 1, C)` in squeeze-and-excitation
+    blocks) passes channels through: row-major order keeps every element's channel index. Any
+    other reshape mixes channels and is pinned."""
+
+    config_channels = True
+
+    def flow(self, layer, ins, ctx):
+        c_in, c_out = ctx.in_shapes[0][-1], ctx.out_shapes[0][-1]
+        if c_in is not None and c_in == c_out and len(ctx.in_shapes[0]) > 1:
+            return [ins[0]]
+        return super().flow(layer, ins, ctx)
+
+    def cut(self, layer, keep_in, keep_out, weights=None):
+        config = layer.get_config()
+        target = list(config["target_shape"])
+        if target[-1] != -1:
+            target[-1] = int(keep_out[0].sum())
+        config["target_shape"] = tuple(target)
+        return config, {}
 
 
 @rule_for(layers.Flatten)

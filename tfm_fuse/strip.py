@@ -37,7 +37,8 @@ def strip(model: keras.Model, *, allow_unknown: bool = False) -> keras.Model:
 
     def rewrite(node, inputs, builder: Builder):
         layer = node.layer
-        if not layer.weights:
+        rule = rules.get_rule(layer)
+        if not layer.weights and not (rule and rule.config_channels):
             return None
         if id(layer) not in cut_layers:
             cut_layers[id(layer)] = _cut(graph, node, dropped, builder)
@@ -56,7 +57,8 @@ def _cut(graph: ModelGraph, node, dropped: np.ndarray, builder: Builder) -> kera
     keep_in = [~np.isin(graph.tensors[t].channels, dropped) for t in node.inputs]
     keep_out = [~np.isin(graph.tensors[t].channels, dropped) for t in node.outputs]
     rule = rules.get_rule(layer)
-    if not isinstance(layer, PruneWrapper) and not (rule and rule.weight_axes(layer)):
+    if not isinstance(layer, PruneWrapper) and not (
+            rule and (rule.weight_axes(layer) or rule.config_channels)):
         return builder.copy(layer)  # weights without channel axes (pinned layers)
     inner = layer.layer if isinstance(layer, PruneWrapper) else layer
     config, weights = rule.cut(layer, keep_in, keep_out)
