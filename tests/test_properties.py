@@ -26,10 +26,22 @@ def _strip(model):
     return tfm_fuse.strip(pruned), pruned
 
 
+def _fuse(model):
+    return tfm_fuse.fuse(model, shortcuts=True), model
+
+
+def _strip_fused(model):
+    """The FuPruner pipeline: fuse, prune the fused model's groups, strip."""
+    pruned = tfm_fuse.prune(tfm_fuse.fuse(model, shortcuts=True), rate=0.3)
+    return tfm_fuse.strip(pruned), pruned
+
+
 # name -> model -> (candidate, reference) that must agree in inference mode
 EQUIVALENCES = {
     "wrap": _wrap,
     "strip(prune)": _strip,
+    "fuse": _fuse,
+    "strip(prune(fuse))": _strip_fused,
 }
 
 
