@@ -6,3 +6,4 @@ from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.pruning.complexity_prune import Mode, PruneReport, complexity_prune
 from tfm_fuse.pruning import schedules
 from tfm_fuse.pruning.schedules import Constant, PolynomialDecay, Stepwise
+from tfm_fuse.pruning.pivot import pivot
