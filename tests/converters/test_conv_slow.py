@@ -34,20 +34,22 @@ def _size(path):
 
 @pytest.fixture(scope="module")
 def mnist():
-    return tfm_fuse.data.load_mnist(n_train=2000, n_test=500)
+    # 2000 training images give a ~91 % model whose low-margin digits flip under int8 (98-99 %
+    # agreement); 8000 give ~97-98 %, the kind of trained model the 99 % bar is meant for.
+    return tfm_fuse.data.load_mnist(n_train=8000, n_test=2000)
 
 
 @pytest.fixture(scope="module")
 def trained_thin(mnist):
-    """Trained 6 epochs, pruned 50 % (L1, aligned to 8), stripped, fine-tuned 2 epochs."""
+    """Trained 3 epochs, pruned 50 % (L1, aligned to 8), stripped, fine-tuned 1 epoch."""
     (x, y), _ = mnist
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = mnist_resnet()
     model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
-    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
     thin = tfm_fuse.strip(tfm_fuse.prune(model, method="l1", rate=0.5, align=8))
     thin.compile(keras.optimizers.Adam(5e-4), loss, metrics=["accuracy"])
-    thin.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    thin.fit(x, y, epochs=1, batch_size=32, verbose=0)
     print(f"\n[mnist] params {model.count_params()} -> {thin.count_params()}")
     return thin
 
@@ -67,9 +69,10 @@ def test_trained_thin_resnet_all_targets(tmp_path, mnist, trained_thin):
     _summary("mnist tensorrt", r)
     assert r.fidelity["onnx_int8_qdq"]["top1_agreement"] >= 0.99
     assert r.fidelity["onnx_fp32"]["max_abs_error_rel"] <= 1e-3
-    r = onnx.convert(trained_thin, tmp_path / "onnx", validation_data=x_test[:100])
+    r = onnx.convert(trained_thin, tmp_path / "onnx", validation_data=x_test[:500])
     _summary("mnist onnx", r)
-    r = openvino.convert(trained_thin, tmp_path / "openvino", validation_data=x_test[:100],
+    assert r.ok
+    r = openvino.convert(trained_thin, tmp_path / "openvino", validation_data=x_test[:500],
                          legacy_runtime=python310_available())
     _summary("mnist openvino", r)
     assert r.ok and r.fidelity["openvino_fp16"]["max_abs_error_rel"] <= 1e-3
