@@ -20,28 +20,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfm_fuse  # noqa: E402
+from tfm_fuse.models import randomize_weights as randomize  # noqa: E402
 
 MODELS = ("ResNet50", "MobileNetV2", "EfficientNetB0", "DenseNet121")
-
-
-def randomize(model: keras.Model, seed: int = 0) -> None:
-    """Non-trivial weights: BN statistics and biases random too (variances positive)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        values = []
-        for v in layer.weights:
-            name, shape = v.path.split("/")[-1], tuple(v.shape)
-            if name in ("moving_variance", "variance", "gamma"):
-                values.append(rng.uniform(0.5, 1.5, shape))
-            elif name in ("beta", "moving_mean", "mean", "bias"):
-                values.append(rng.normal(0.0, 0.1, shape))
-            elif len(shape) >= 2:
-                fan_in = int(np.prod(shape[:-1])) if len(shape) > 2 else shape[0]
-                values.append(rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), shape))
-            else:
-                values.append(rng.normal(0.0, 0.5, shape))
-        if values:
-            layer.set_weights([np.asarray(x, dtype=v.dtype) for x, v in zip(values, layer.weights)])
 
 
 def measure(name: str, rate: float, size: int) -> dict:

@@ -18,36 +18,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfm_fuse.models import randomize_weights
+
 L = keras.layers
 
 TOLERANCE = 1e-4  # max-abs difference allowed, relative to max(1, output scale)
 
 
 # --- weights, inputs, comparison ----------------------------------------------------------------
-def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Give every weight a random value: BN variances positive, kernels at fan-in scale."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            randomize(layer, seed + 1)
-            continue
-        values = []
-        for v in layer.weights:
-            name, shape = v.path.split("/")[-1], tuple(v.shape)
-            if name in ("moving_variance", "variance"):
-                values.append(rng.uniform(0.5, 1.5, shape))
-            elif name == "gamma":
-                values.append(rng.uniform(0.5, 1.5, shape))
-            elif name in ("beta", "moving_mean", "mean", "bias"):
-                values.append(rng.normal(0.0, 0.1, shape))
-            elif len(shape) >= 2:
-                fan_in = int(np.prod(shape[:-1])) if len(shape) > 2 else shape[0]
-                values.append(rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), shape))
-            else:
-                values.append(rng.normal(0.0, 0.5, shape))
-        if values:
-            layer.set_weights([np.asarray(x, dtype=v.dtype) for x, v in zip(values, layer.weights)])
-    return model
+randomize = randomize_weights  # one implementation, shared with the benchmarks
 
 
 def sample(model: keras.Model, batch: int = 2, seed: int = 1) -> np.ndarray | list[np.ndarray]:

@@ -7,19 +7,7 @@ from keras import layers as L
 
 import tfm_fuse
 from tfm_fuse.fusion import plan, same_padding
-
-
-def randomize(model, seed=0):
-    """Non-trivial weights (BN statistics included) so that equivalence means something."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for w in layer.weights:
-            if "variance" in w.path:
-                value = rng.uniform(0.5, 1.5, size=w.shape)
-            else:
-                value = rng.normal(size=w.shape) * 0.5
-            w.assign(value.astype(w.dtype))
-    return model
+from tfm_fuse.models import randomize_weights as randomize
 
 
 def assert_equivalent(a, b, x, tol=1e-4):

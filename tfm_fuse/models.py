@@ -46,3 +46,36 @@ def residual_cnn(input_shape: tuple = (28, 28, 1), widths: tuple = (16, 32, 64),
             x = _block(x, width, stride, f"stage{s + 1}_block{b + 1}")
     x = L.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inputs, L.Dense(classes, name="logits")(x), name=name)
+
+
+def randomize_weights(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Give every weight a non-trivial random value, in place, so equivalence checks mean something.
+
+    BatchNorm statistics and biases become random too (variances and scales in [0.5, 1.5]);
+    kernels are scaled by their fan-in so activations stay of order one. Nested models too.
+
+    Example:
+        >>> m = randomize_weights(keras.applications.ResNet50(weights=None), seed=1)
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize_weights(layer, seed + 1)
+            continue
+        values = []
+        for v in layer.weights:
+            name, shape = v.path.split("/")[-1], tuple(v.shape)
+            if name in ("moving_variance", "variance", "gamma"):
+                values.append(rng.uniform(0.5, 1.5, shape))
+            elif name in ("beta", "moving_mean", "mean", "bias"):
+                values.append(rng.normal(0.0, 0.1, shape))
+            elif len(shape) >= 2:
+                fan_in = int(np.prod(shape[:-1])) if len(shape) > 2 else shape[0]
+                values.append(rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), shape))
+            else:
+                values.append(rng.normal(0.0, 0.5, shape))
+        if values:
+            layer.set_weights([np.asarray(x, dtype=v.dtype) for x, v in zip(values, layer.weights)])
+    return model
