@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -66,14 +68,20 @@ def removable(model: keras.Model, graph: ModelGraph) -> dict[int, np.ndarray]:
     for group in graph.groups:
         if not group.prunable:
             continue
-        readers_unwrapped = any(
-            side == "in" and _mask_variable(model, name, side) is None
+        readers_unwrapped = [
+            name for name, side in group.members
+            if side == "in" and _mask_variable(model, name, side) is None
             and not _is_elementwise(model.get_layer(name))
-            for name, side in group.members
-        )
+        ]
+        drop = group_mask(model, group) == 0
         if readers_unwrapped:
+            if drop.any():
+                warnings.warn(
+                    f"tfm_fuse: {int(drop.sum())} masked channels of group {group.id} stay, "
+                    f"because unwrapped layers {readers_unwrapped} still read them. Wrap those "
+                    "layers too (prune(..., layers=[...])) to remove the channels.", stacklevel=3)
             continue
-        out[group.id] = group_mask(model, group) == 0
+        out[group.id] = drop
     return out
 
 
