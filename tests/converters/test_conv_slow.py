@@ -72,10 +72,32 @@ def test_trained_thin_resnet_all_targets(tmp_path, mnist, trained_thin):
     r = onnx.convert(trained_thin, tmp_path / "onnx", validation_data=x_test[:500])
     _summary("mnist onnx", r)
     assert r.ok
+    # FP16 weights alone cost ~1e-3 of the logit scale on this model (measured 1.07e-3 on
+    # 500 digits, FP32 IR 6e-7): the FP16 IR is held to 2e-3, the FP32 IR to 1e-3.
     r = openvino.convert(trained_thin, tmp_path / "openvino", validation_data=x_test[:500],
-                         legacy_runtime=python310_available())
+                         legacy_runtime=python310_available(), max_rel_error=2e-3)
     _summary("mnist openvino", r)
-    assert r.ok and r.fidelity["openvino_fp16"]["max_abs_error_rel"] <= 1e-3
+    assert r.ok and r.fidelity["openvino_fp16"]["top1_agreement"] == 1.0
+    r = openvino.convert(trained_thin, tmp_path / "openvino32", validation_data=x_test[:500],
+                         compress_to_fp16=False)
+    _summary("mnist openvino fp32", r)
+    assert r.ok and r.fidelity["openvino_fp32"]["max_abs_error_rel"] <= 1e-3
+
+
+def _reestimate_bn(model: keras.Model, x: np.ndarray) -> keras.Model:
+    """Sets every BatchNorm's moving statistics to those of `x` (one training-mode pass).
+
+    Random-init applications models otherwise shrink activations layer after layer (outputs
+    near 1e-11 for MobileNetV2): agreement on such outputs would mean nothing.
+    """
+    layers = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    momenta = [l.momentum for l in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    return model
 
 
 def _digit_images(mnist, size: int, n: int) -> np.ndarray:
@@ -91,6 +113,7 @@ def test_mobilenet_v2_edgetpu_and_openvino(tmp_path, mnist):
     model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
                                            classifier_activation=None)
     data = _digit_images(mnist, 96, 160)
+    _reestimate_bn(model, data[:128])
     r = edgetpu.convert(model, tmp_path / "edgetpu", representative_data=data[:128],
                         validation_data=data[128:], min_top1=None)
     _summary("mobilenetv2 edgetpu", r)
@@ -108,6 +131,7 @@ def test_resnet50_all_targets(tmp_path, mnist):
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3),
                                         classifier_activation=None)
     data = _digit_images(mnist, 64, 72)
+    _reestimate_bn(model, data[:64])
     r = edgetpu.convert(model, tmp_path / "edgetpu", representative_data=data[:64],
                         validation_data=data[64:], min_top1=None)
     _summary("resnet50 edgetpu", r)
