@@ -112,6 +112,7 @@ class FuPruner(keras.callbacks.Callback):
         self.reference = self.baseline
         self.epochs_seen = 0
         self.target = 0.0
+        self.finished = False
         self._stats = self._updater.stats()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -135,12 +136,16 @@ class FuPruner(keras.callbacks.Callback):
 
     # --- internals -------------------------------------------------------------------------
     def _may_update(self) -> bool:
+        if self.finished:  # the schedule has ended: masks stay, the model fine-tunes
+            return False
         return (self.max_drop is None or self.baseline is not None
                 or self.epochs_seen >= self.reference_epochs)
 
     def _update(self) -> None:
         self.target = max(0.0, self._schedule(self.step) - self.penalty)
         self._stats = self._updater.update(self.target)
+        end = getattr(self._schedule, "end_step", -1)
+        self.finished = end is not None and end != -1 and self.step >= end
         if self.verbose:
             print(f"\nFuPruner step {self.step}: target rate {self.target:.3f}, masked "
                   f"{self._stats['prune_rate']:.3f}, MACs removed {self._stats['prune_macs_removed']:.3f}")

@@ -59,9 +59,13 @@ def test_schedule_drives_the_rate():
     x, y = toy_data()
     model = _masked()
     sched = PolynomialDecay(0.0, 0.6, begin_step=0, end_step=8, power=1)
-    hist = model.fit(x, y, epochs=3, batch_size=16, verbose=0,
-                     callbacks=[callbacks.FuPruner(sched, scope="layer")])
-    assert hist.history["prune_target"] == pytest.approx([0.3, 0.6, 0.6])
+    cb = callbacks.FuPruner(sched, scope="layer")
+    hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[cb])
+    assert hist.history["prune_target"] == pytest.approx([0.3, 0.6])
+    assert cb.finished  # past end_step: masks stay fixed while the model fine-tunes
+    before = _masks(model)
+    cb.on_epoch_end(2, {})
+    assert all(np.array_equal(a, b) for a, b in zip(before.values(), _masks(model).values()))
 
 
 def test_accuracy_guard_backs_off_and_resumes():

@@ -66,7 +66,8 @@ class Schedule:
 
 @keras.saving.register_keras_serializable(package="tfm_fuse")
 class Constant(Schedule):
-    """`rate` from `begin_step` on, 0 before (`end_step` is kept for tfmot parity: the rate holds).
+    """`rate` from `begin_step` on, 0 before. The rate holds after `end_step`; FuPruner stops
+    moving masks there (-1: never).
 
     Example:
         >>> Constant(0.5, begin_step=10)(5), Constant(0.5, begin_step=10)(10)
@@ -90,7 +91,8 @@ class Constant(Schedule):
 @keras.saving.register_keras_serializable(package="tfm_fuse")
 class PolynomialDecay(Schedule):
     """From `initial_rate` at `begin_step` to `final_rate` at `end_step`, like tfmot's:
-    `final + (initial - final) * (1 - progress) ** power`, held at `final_rate` afterwards.
+    `final + (initial - final) * (1 - progress) ** power`, held at `final_rate` afterwards
+    (FuPruner stops moving masks after `end_step`).
 
     Example:
         >>> PolynomialDecay(0.0, 0.5, begin_step=0, end_step=100, power=1)(50)
