@@ -100,38 +100,50 @@ def _reestimate_bn(model: keras.Model, x: np.ndarray) -> keras.Model:
     return model
 
 
-def _digit_images(mnist, size: int, n: int) -> np.ndarray:
+def _digit_images(x: np.ndarray, size: int) -> np.ndarray:
     """Meaningful inputs for applications models: digits resized to RGB in [-1, 1]."""
-    (x, _), _ = mnist
     import tensorflow as tf
 
-    img = tf.image.resize(x[:n], (size, size)).numpy()
+    img = tf.image.resize(x, (size, size)).numpy()
     return np.repeat(img, 3, axis=-1) * 2.0 - 1.0
 
 
 def test_mobilenet_v2_edgetpu_and_openvino(tmp_path, mnist):
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
+    """MobileNetV2 trained 2 epochs on digits (random-init outputs vanish to ~1e-11)."""
+    (x, y), (x_test, _) = mnist
+    data, held_out = _digit_images(x[:2000], 96), _digit_images(x_test[:200], 96)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10,
                                            classifier_activation=None)
-    data = _digit_images(mnist, 96, 160)
-    _reestimate_bn(model, data[:128])
-    r = edgetpu.convert(model, tmp_path / "edgetpu", representative_data=data[:128],
-                        validation_data=data[128:], min_top1=None)
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(data, y[:2000], epochs=2, batch_size=32, verbose=0)
+    _reestimate_bn(model, data[:256])
+    r = edgetpu.convert(model, tmp_path / "edgetpu", representative_data=data[:200],
+                        validation_data=held_out, min_top1=None)
     _summary("mobilenetv2 edgetpu", r)
     check = r.details["edgetpu_check"]
     print(f"[mobilenetv2] edgetpu ops eligible {check['tpu_ops']}/{len(check['ops'])}, "
           f"params {check['parameter_bytes']} B")
     assert r.ok and check["tpu_fraction"] == 1.0 and check["fits_sram"]
-    r = openvino.convert(model, tmp_path / "openvino", validation_data=data[128:144],
-                         legacy_runtime=python310_available())
+    assert r.fidelity["tflite_int8"]["top1_agreement"] >= 0.9
+    # FP16 weights through 50+ layers of a briefly trained MobileNetV2: ~7e-3 of the logit
+    # scale (FP32 IR: ~1e-6). Reported; held to 2e-2 here, the FP32 IR to 1e-3.
+    r = openvino.convert(model, tmp_path / "openvino", validation_data=held_out[:50],
+                         legacy_runtime=python310_available(), max_rel_error=2e-2)
     _summary("mobilenetv2 openvino", r)
     assert r.ok and r.details["opset_check"]["max_opset"] <= 10
+    r = openvino.convert(model, tmp_path / "openvino32", validation_data=held_out[:50],
+                         compress_to_fp16=False)
+    _summary("mobilenetv2 openvino fp32", r)
+    assert r.ok
 
 
 def test_resnet50_all_targets(tmp_path, mnist):
+    """Random-init ResNet50 (its outputs keep a usable scale): figures, not a quality bar."""
+    (x, _), _ = mnist
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3),
                                         classifier_activation=None)
-    data = _digit_images(mnist, 64, 72)
-    _reestimate_bn(model, data[:64])
+    data = _digit_images(x[:96], 64)
     r = edgetpu.convert(model, tmp_path / "edgetpu", representative_data=data[:64],
                         validation_data=data[64:], min_top1=None)
     _summary("resnet50 edgetpu", r)
