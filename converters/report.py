@@ -32,9 +32,10 @@ class Report:
         details: target-specific data (op table, opset check, parameter bytes...).
 
     Example:
-        >>> print(Report(target="openvino", ok=True))  # doctest: +ELLIPSIS
+        >>> print(Report(target="openvino", ok=True, notes=["batch fixed to 1"]))
         tfm_fuse conversion report: openvino — OK
-        ...
+        Notes:
+          - batch fixed to 1
     """
 
     target: str

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conv_helpers import assert_nothing_left, residual_cnn
+from conv_helpers import assert_nothing_left
 
 from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
 from tfm_fuse.converters._source import load_source, sample_array
