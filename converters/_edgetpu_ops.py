@@ -3,9 +3,10 @@
 The table encodes Coral's "Supported operations" (coral.ai/docs/edgetpu/models-intro) and
 the general requirements on the same page: 8-bit quantized tensors, static shapes, tensors of
 rank ≤ 3 or with only the 3 innermost dimensions > 1, one subgraph. `MAX_VERSION` is the
-highest version of each op that TF Lite 2.5's builtin resolver registers — the runtime that
-libedgetpu 16 and pycoral 2.0 ship with on the boards — as remembered from
-`tensorflow/lite/kernels/register.cc` v2.5.0; `edgetpu_compiler` itself is the final word.
+highest version of each op that the TF Lite 2.5-era builtin resolver registers — the
+runtime generation that libedgetpu 16 and pycoral 2.0 (tflite-runtime 2.5) ship with on the
+boards — read from a `tensorflow/lite/kernels/register.cc` of that era (the
+tflite_runtime_build tree); `edgetpu_compiler` itself is the final word.
 
 Example:
     >>> result = check_tflite(open("model_int8.tflite", "rb").read())
@@ -45,13 +46,13 @@ SUPPORTED: dict[str, str] = {
 }
 
 MAX_VERSION: dict[str, int] = {
-    "ADD": 4, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 6,
+    "ADD": 3, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 6,
     "EXPAND_DIMS": 1, "FULLY_CONNECTED": 9, "L2_NORMALIZATION": 2, "LOGISTIC": 3, "LSTM": 4,
     "MAXIMUM": 4, "MAX_POOL_2D": 3, "MEAN": 3, "MINIMUM": 4, "MUL": 4, "PACK": 3, "PAD": 3,
-    "PRELU": 1, "QUANTIZE": 2, "REDUCE_MAX": 3, "REDUCE_MIN": 3, "RELU": 2, "RELU6": 2,
-    "RELU_N1_TO_1": 1, "RESHAPE": 1, "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 3,
-    "RSQRT": 2, "SLICE": 4, "SOFTMAX": 3, "SPACE_TO_DEPTH": 2, "SPLIT": 4, "SQUEEZE": 1,
-    "STRIDED_SLICE": 5, "SUB": 4, "SUM": 2, "SQUARED_DIFFERENCE": 2, "TANH": 3,
+    "PRELU": 1, "QUANTIZE": 2, "REDUCE_MAX": 3, "REDUCE_MIN": 3, "RELU": 3, "RELU6": 3,
+    "RELU_N1_TO_1": 1, "RESHAPE": 1, "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 4,
+    "RSQRT": 2, "SLICE": 5, "SOFTMAX": 3, "SPACE_TO_DEPTH": 2, "SPLIT": 4, "SQUEEZE": 2,
+    "STRIDED_SLICE": 5, "SUB": 5, "SUM": 2, "SQUARED_DIFFERENCE": 2, "TANH": 3,
     "TRANSPOSE": 5, "TRANSPOSE_CONV": 3, "DEQUANTIZE": 4, "HARD_SWISH": 1,
 }
 

@@ -102,3 +102,9 @@ def test_low_agreement_fails_cleanly(tmp_path, tiny_model, tiny_data):
         edgetpu.convert(tiny_model, tmp_path / "out", representative_data=tiny_data[:4],
                         validation_data=noisy, min_top1=1.0)
     assert_nothing_left(tmp_path / "out")
+
+
+def test_op_version_newer_than_board_runtime():
+    t = _edgetpu_ops.Tensor("x", (1, 4, 4, 8), (1, 4, 4, 8), "INT8", None)
+    op = _edgetpu_ops.Op(3, "ADD", 4, [t, t], [t], None)
+    assert _edgetpu_ops._reasons(op) == ["op version 4 is newer than the board runtime's 3"]
