@@ -104,7 +104,12 @@ class Staging:
         umask = os.umask(0)
         os.umask(umask)
         self.path.chmod(0o777 & ~umask)
-        os.replace(self.path, self.out_dir)
+        try:
+            os.replace(self.path, self.out_dir)
+        except OSError:
+            if backup is not None:  # put the previous output back
+                os.replace(backup, self.out_dir)
+            raise
         if backup is not None:
             if backup.is_dir() and not backup.is_symlink():
                 shutil.rmtree(backup, ignore_errors=True)
