@@ -112,7 +112,8 @@ class FuPruner(keras.callbacks.Callback):
         self.reference = self.baseline
         self.epochs_seen = 0
         self.target = 0.0
-        self.finished = False
+        end = getattr(self._schedule, "end_step", -1)
+        self.finished = end not in (None, -1) and self.step >= end  # resumed after the end
         self._stats = self._updater.stats()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -154,6 +155,8 @@ class FuPruner(keras.callbacks.Callback):
         if self.max_drop is None:
             return
         if self.monitor not in logs:
+            if self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
+                return  # validation did not run this epoch (validation_freq > 1)
             raise ConfigError(f"FuPruner watches '{self.monitor}', which the logs do not hold. "
                               f"Available: {sorted(logs)}")
         value = float(logs[self.monitor])

@@ -66,6 +66,10 @@ def test_schedule_drives_the_rate():
     before = _masks(model)
     cb.on_epoch_end(2, {})
     assert all(np.array_equal(a, b) for a, b in zip(before.values(), _masks(model).values()))
+    again = callbacks.FuPruner(sched, scope="layer")  # a resumed fit starts finished too
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[again])
+    assert again.finished and again.step == 12
+    assert all(np.array_equal(a, b) for a, b in zip(before.values(), _masks(model).values()))
 
 
 def test_accuracy_guard_backs_off_and_resumes():

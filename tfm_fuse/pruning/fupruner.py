@@ -25,6 +25,7 @@ import numpy as np
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.cost import CostModel
+from tfm_fuse.pruning.masks import removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 
 
@@ -78,24 +79,43 @@ class MaskUpdater:
         self.cost = CostModel(self.graph)
         self.full = self.cost.totals(self.cost.full())
         self.wrappers = wrappers(model)
+        self._by_name = {w.name: w for w in self.wrappers}
+        self._removable = sorted(removable(model, self.graph))  # fixed by which layers are wrapped
+        prunable = [g.channels for g in self.graph.groups if g.prunable]
+        self._prunable = np.concatenate(prunable) if prunable else np.zeros(0, np.int64)
 
     def update(self, rate: float) -> dict[str, float]:
         """Re-rank and re-mask at `rate`; returns the statistics `stats()` gives."""
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
         masks = allocation.allocate(scores, rate, scope=self.scope, align=self.align,
                                     max_group_rate=self.max_group_rate)
-        allocation.apply_masks(self.model, self.graph, masks)
+        self._write(masks)
         if self.zero_masked:
             for w in self.wrappers:
                 w.zero_masked_weights(sides=("out",))
-        return self.stats()
+        keep = self.cost.full()
+        for gid in self._removable:
+            keep[self.graph.groups[gid].channels[masks[gid] == 0]] = False
+        return self.stats(keep)
 
-    def stats(self) -> dict[str, float]:
+    def _write(self, masks: dict[int, np.ndarray]) -> None:
+        """`set_group_mask` for every group, with one read and one assign per mask variable."""
+        values = {(w.name, side): keras.ops.convert_to_numpy(var).copy()
+                  for w in self.wrappers for side, var in (("in", w.in_mask), ("out", w.out_mask))}
+        for gid, mask in masks.items():
+            for key, positions in self.graph.groups[gid].members.items():
+                if key in values:
+                    values[key][positions] = mask[:, None]
+        for (name, side), value in values.items():
+            w = self._by_name[name]
+            (w.in_mask if side == "in" else w.out_mask).assign(value)
+
+    def stats(self, keep: np.ndarray | None = None) -> dict[str, float]:
         """Masked channel rate, and params / MACs the stripped model would have."""
-        keep = self.cost.keep_from_masks(self.model)
+        if keep is None:
+            keep = self.cost.keep_from_masks(self.model)
         totals = self.cost.totals(keep)
-        prunable = np.concatenate([g.channels for g in self.graph.groups if g.prunable] or [[]])
-        rate = 1.0 - float(keep[prunable.astype(int)].mean()) if len(prunable) else 0.0
+        rate = 1.0 - float(keep[self._prunable].mean()) if len(self._prunable) else 0.0
         return {"prune_rate": rate, "prune_params": float(totals["params"]),
                 "prune_macs": float(totals["macs"]),
                 "prune_macs_removed": 1.0 - totals["macs"] / max(self.full["macs"], 1)}

@@ -160,7 +160,10 @@ class TfmotAdapter(Schedule):
 
     def __init__(self, schedule):
         self.schedule = schedule
-        self._last = 0.0
+
+    @property
+    def end_step(self) -> int:
+        return getattr(self.schedule, "end_step", -1)
 
     def rate(self, step: int) -> float:
         out = self.schedule(np.int64(step))
