@@ -75,7 +75,7 @@ def load_source(model: ModelLike) -> Source:
         A `Source` whose batch dimension is fixed to 1 (with a note when it was dynamic).
 
     Raises:
-        ConfigError: the path does not exist, the model has several inputs, or a
+        ConfigError: the path does not exist, the model has several inputs or outputs, or a
             spatial/channel dimension of the input is dynamic.
     """
     keras_model = _as_keras_model(model)
@@ -83,6 +83,10 @@ def load_source(model: ModelLike) -> Source:
         names = [t.name for t in keras_model.inputs]
         raise ConfigError(f"Converters accept single-input models. Received "
                           f"{len(names)} inputs: {names}.")
+    if len(keras_model.outputs) != 1:
+        raise ConfigError(f"Converters accept single-output models (the artefact's outputs are "
+                          f"compared with Keras by position). Received "
+                          f"{len(keras_model.outputs)} outputs.")
     tensor = keras_model.inputs[0]
     name = _input_name(tensor)
     shape = tuple(tensor.shape)

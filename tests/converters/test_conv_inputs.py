@@ -109,6 +109,13 @@ def test_multi_input_model_is_refused():
         load_source(model)
 
 
+def test_multi_output_model_is_refused():
+    a = keras.Input((4,), name="a")
+    model = keras.Model(a, [keras.layers.Dense(2)(a), keras.layers.Dense(3)(a)])
+    with pytest.raises(ConfigError, match=r"single-output models.*Received 2 outputs"):
+        load_source(model)
+
+
 def test_keras_file_and_saved_model_sources(tmp_path, tiny_model, tiny_data):
     path = tmp_path / "m.keras"
     tiny_model.save(path)
