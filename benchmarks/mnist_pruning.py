@@ -27,15 +27,21 @@ L = keras.layers
 
 
 def residual_cnn(widths=(16, 32, 64)) -> keras.Model:
-    """Stem conv, then per stage a (strided) conv-BN-ReLU and an identity residual block."""
+    """Stem conv, then per stage a (strided) conv-BN-ReLU and an identity residual block.
+
+    BatchNorm momentum 0.9: the moving statistics settle within a short training run."""
     i = keras.Input((28, 28, 1))
-    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(widths[0], 3, padding="same", use_bias=False)(i)))
+
+    def bn():
+        return L.BatchNormalization(momentum=0.9)
+
+    x = L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Conv2D(widths[0], 3, padding="same", use_bias=False)(i)))
     for k, w in enumerate(widths):
         if k:
             x = L.Conv2D(w, 3, strides=2, padding="same", use_bias=False)(x)
-            x = L.ReLU()(L.BatchNormalization()(x))
-        y = L.ReLU()(L.BatchNormalization()(L.Conv2D(w, 3, padding="same", use_bias=False)(x)))
-        y = L.BatchNormalization()(L.Conv2D(w, 3, padding="same", use_bias=False)(y))
+            x = L.ReLU()(L.BatchNormalization(momentum=0.9)(x))
+        y = L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Conv2D(w, 3, padding="same", use_bias=False)(x)))
+        y = L.BatchNormalization(momentum=0.9)(L.Conv2D(w, 3, padding="same", use_bias=False)(y))
         x = L.ReLU()(L.Add()([x, y]))
     x = L.GlobalAveragePooling2D()(x)
     return keras.Model(i, L.Dense(10, activation="softmax")(x), name="mnist_resnet")
