@@ -35,13 +35,13 @@ def residual_cnn(widths=(16, 32, 64)) -> keras.Model:
     def bn():
         return L.BatchNormalization(momentum=0.9)
 
-    x = L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Conv2D(widths[0], 3, padding="same", use_bias=False)(i)))
+    x = L.ReLU()(bn()(L.Conv2D(widths[0], 3, padding="same", use_bias=False)(i)))
     for k, w in enumerate(widths):
         if k:
             x = L.Conv2D(w, 3, strides=2, padding="same", use_bias=False)(x)
-            x = L.ReLU()(L.BatchNormalization(momentum=0.9)(x))
-        y = L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Conv2D(w, 3, padding="same", use_bias=False)(x)))
-        y = L.BatchNormalization(momentum=0.9)(L.Conv2D(w, 3, padding="same", use_bias=False)(y))
+            x = L.ReLU()(bn()(x))
+        y = L.ReLU()(bn()(L.Conv2D(w, 3, padding="same", use_bias=False)(x)))
+        y = bn()(L.Conv2D(w, 3, padding="same", use_bias=False)(y))
         x = L.ReLU()(L.Add()([x, y]))
     x = L.GlobalAveragePooling2D()(x)
     return keras.Model(i, L.Dense(10, activation="softmax")(x), name="mnist_resnet")
