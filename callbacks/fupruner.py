@@ -146,7 +146,8 @@ class FuPruner(keras.callbacks.Callback):
         self.target = max(0.0, self._schedule(self.step) - self.penalty)
         self._stats = self._updater.update(self.target)
         end = getattr(self._schedule, "end_step", -1)
-        self.finished = end is not None and end != -1 and self.step >= end
+        # finished once the schedule's final rate is in place (not while the guard holds it back)
+        self.finished = end not in (None, -1) and self.step >= end and self.penalty == 0
         if self.verbose:
             print(f"\nFuPruner step {self.step}: target rate {self.target:.3f}, masked "
                   f"{self._stats['prune_rate']:.3f}, MACs removed {self._stats['prune_macs_removed']:.3f}")

@@ -25,7 +25,7 @@ import numpy as np
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.cost import CostModel
-from tfm_fuse.pruning.masks import removable
+from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 
 
@@ -89,6 +89,7 @@ class MaskUpdater:
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
         masks = allocation.allocate(scores, rate, scope=self.scope, align=self.align,
                                     max_group_rate=self.max_group_rate)
+        self._reset_revived_statistics(masks)
         self._write(masks)
         if self.zero_masked:
             for w in self.wrappers:
@@ -97,6 +98,25 @@ class MaskUpdater:
         for gid in self._removable:
             keep[self.graph.groups[gid].channels[masks[gid] == 0]] = False
         return self.stats(keep)
+
+    def _reset_revived_statistics(self, masks: dict[int, np.ndarray]) -> None:
+        """BatchNorm moving statistics of channels that come back restart at mean 0, variance 1.
+
+        While masked, a channel's BN sees zeros and its moving variance decays towards 0; left so,
+        a revived filter's output would be divided by ~sqrt(eps) in inference mode."""
+        for gid, mask in masks.items():
+            group = self.graph.groups[gid]
+            revived = (mask == 1) & (group_mask(self.model, group) == 0)
+            if not revived.any():
+                continue
+            for (name, side), positions in group.members.items():
+                layer = self.model.get_layer(name)
+                if side != "in" or not isinstance(layer, keras.layers.BatchNormalization):
+                    continue
+                for var, value in ((layer.moving_mean, 0.0), (layer.moving_variance, 1.0)):
+                    v = keras.ops.convert_to_numpy(var).copy()
+                    v[positions[revived].ravel()] = value
+                    var.assign(v)
 
     def _write(self, masks: dict[int, np.ndarray]) -> None:
         """`set_group_mask` for every group, with one read and one assign per mask variable."""
