@@ -6,7 +6,7 @@ TensorFlow, LiteRT, tf2onnx, ONNX Runtime and OpenVINO are imported inside the f
 Example:
     >>> from tfm_fuse import converters
     >>> r = converters.onnx.convert(model, "out/onnx")
-    >>> r.ok, r.artefacts["onnx"]
+    >>> r.ok, r.artefacts["onnx_fp32"]
     (True, '.../out/onnx/model.onnx')
 """
 
