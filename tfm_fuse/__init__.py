@@ -1,5 +1,10 @@
 """tfm_fuse: fusion-aware structured pruning for Keras 3, and converters for edge accelerators."""
 
+from tfm_fuse._quiet import silence_native_logs_in_cli
+
+silence_native_logs_in_cli()
+
+
 from tfm_fuse.errors import (
     ConfigError,
     ConversionError,

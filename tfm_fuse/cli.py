@@ -3,6 +3,9 @@
 Example:
     $ tfm-fuse demo                      # train, prune, strip and report on the shipped MNIST
     $ tfm-fuse profile model.keras       # params / MACs / activation memory per layer
+    $ tfm-fuse prune model.keras -o small.keras --rate 0.3 --align 8
+    $ tfm-fuse convert small.keras --target all --out out/ --calibration inputs.npy
+    $ tfm-fuse bench model.keras small.keras
 
 Exit codes: 0 success, 1 a tfm_fuse error (the message says what and why), 2 bad usage.
 """
@@ -10,17 +13,18 @@ Exit codes: 0 success, 1 a tfm_fuse error (the message says what and why), 2 bad
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import zipfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfm_fuse.errors import TfmFuseError
+
+
+TIMED = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")
 
 
 def _load_model(path: str):
     import keras
-
-    from tfm_fuse.errors import TfmFuseError
 
     p = Path(path)
     if not p.exists():
@@ -29,6 +33,9 @@ def _load_model(path: str):
         raise TfmFuseError(
             f"'{path}' is not a Keras model file: expected a '.keras' (or legacy '.h5') file "
             "saved with model.save(). SavedModel directories carry no layer graph to analyse.")
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        raise TfmFuseError(f"'{path}' is not a Keras model: a .keras file is a zip archive "
+                           "written by model.save(), and this one is not")
     try:
         return keras.models.load_model(p, compile=False)
     except Exception as e:  # noqa: BLE001 - any load failure becomes one clear line
@@ -43,6 +50,95 @@ def cmd_profile(args) -> int:
 
     report = tfm_fuse.profile(_load_model(args.model))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
+def cmd_prune(args) -> int:
+    import tfm_fuse
+
+    model = _load_model(args.model)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise TfmFuseError(f"'{out}' exists: pass --overwrite to replace it")
+    if args.method == "complexity":
+        small = tfm_fuse.prune(model, method="complexity", mode=args.mode,
+                               target=args.target if args.target is not None else args.rate,
+                               align=args.align)
+    else:
+        small = tfm_fuse.strip(tfm_fuse.prune(model, method=args.method, rate=args.rate,
+                                              align=args.align))
+    before, after = tfm_fuse.profile(model), tfm_fuse.profile(small)
+    small.save(out)
+    cut = before.reduction(after)
+    print(f"wrote {out}: params {before.params:,} -> {after.params:,} (-{cut['params']:.1%}), "
+          f"MACs {before.macs:,} -> {after.macs:,} (-{cut['macs']:.1%})")
+    if args.method != "complexity":
+        print("masked channels were chosen by filter norm only: fine-tune the model "
+              "(or prune during fit with tfm_fuse.callbacks.FuPruner) before deploying it")
+    return 0
+
+
+def _calibration(path: str | None, required_for: str):
+    import numpy as np
+
+    if path is None:
+        raise TfmFuseError(f"target '{required_for}' quantizes to int8 and needs --calibration "
+                           "FILE.npy: an array of preprocessed inputs shaped like the model input")
+    if not Path(path).is_file():
+        raise TfmFuseError(f"No such calibration file: '{path}'")
+    try:
+        return np.load(path)
+    except Exception as e:  # noqa: BLE001
+        raise TfmFuseError(f"Cannot read '{path}' as a .npy array: {e}") from e
+
+
+TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
+
+
+def cmd_convert(args) -> int:
+    from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+
+    targets = TARGETS if args.target == "all" else (args.target,)
+    ok = True
+    for target in targets:
+        dest = Path(args.out) / target if len(targets) > 1 else Path(args.out)
+        common = {"overwrite": args.overwrite}
+        if target == "edgetpu":
+            r = edgetpu.convert(args.model, dest, representative_data=_calibration(
+                args.calibration, target), **common)
+        elif target == "jetson":
+            r = tensorrt.convert(args.model, dest, representative_data=_calibration(
+                args.calibration, target), **common)
+        elif target == "openvino":
+            r = openvino.convert(args.model, dest, legacy_runtime=args.check_2022, **common)
+        else:
+            r = onnx.convert(args.model, dest, **common)
+        print(r)
+        ok &= bool(r.ok)
+    return 0 if ok else 1
+
+
+def cmd_bench(args) -> int:
+    import tempfile
+
+    import numpy as np
+
+    from tfm_fuse import latency
+
+    runtimes = tuple(args.runtimes)
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = {}
+        for i, path in enumerate(args.models):
+            model = _load_model(path)
+            calib = (np.load(args.calibration) if args.calibration else
+                     np.random.default_rng(0).uniform(size=(32, *model.inputs[0].shape[1:]))
+                     .astype("float32"))
+            name = f"{i}:{Path(path).stem}"
+            cases[name] = latency.export(model, Path(tmp) / str(i), calib, runtimes=runtimes)
+        table = latency.compare(cases, runs=args.runs, threads=args.threads)
+    print(latency.format_table(table, baseline=next(iter(table))))
+    if not args.calibration:
+        print("(int8 calibrated on random inputs: fine for timing, not for accuracy)")
     return 0
 
 
@@ -78,13 +174,56 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("model", help="a .keras model file")
     prof.add_argument("--json", action="store_true", help="print JSON instead of a table")
     prof.set_defaults(func=cmd_profile)
+    prune = sub.add_parser("prune", help="prune a .keras model one-shot or complexity-driven, "
+                           "strip it, save it", description="One-shot pruning (filter norm) or "
+                           "complexity-driven pruning at initialisation, then strip; prints the "
+                           "params/MACs reduction. For pruning during training use the Python "
+                           "API with tfm_fuse.callbacks.FuPruner.")
+    prune.add_argument("model", help="a .keras model file")
+    prune.add_argument("-o", "--output", required=True, help="where to save the pruned .keras model")
+    prune.add_argument("--method", default="l1", choices=["l1", "l2", "fused", "complexity"],
+                       help="channel ranking, or complexity-driven (default: %(default)s)")
+    prune.add_argument("--rate", type=float, default=0.3,
+                       help="fraction of channels to remove per group, [0, 1) (default: %(default)s)")
+    prune.add_argument("--mode", default="FA", choices=["PA", "FA", "MA"],
+                       help="complexity mode: parameter-, FLOPs- or memory-aware (default: %(default)s)")
+    prune.add_argument("--target", type=float, default=None,
+                       help="complexity: reduction of the mode's metric to reach (default: --rate)")
+    prune.add_argument("--align", type=int, default=None,
+                       help="keep a multiple of this many channels per group, e.g. 8")
+    prune.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    prune.set_defaults(func=cmd_prune)
+
+    conv = sub.add_parser("convert", help="convert to Edge TPU / Jetson / OpenVINO / ONNX, "
+                          "checked against Keras", description="Write the artefact for each "
+                          "target with report.json, after checking it against the Keras model. "
+                          "Exit code 1 if a check fails (nothing is written then).")
+    conv.add_argument("model", help="a .keras file or a SavedModel directory")
+    conv.add_argument("--target", required=True, choices=[*TARGETS, "all"],
+                      help="edgetpu: full-int8 .tflite; jetson: ONNX FP32 + INT8 Q/DQ for TensorRT "
+                      "(TF-TRT on JetPack builds); openvino: FP16 IR for NCS/NCS2; onnx: ONNX")
+    conv.add_argument("--out", required=True, help="output directory (one per target with 'all')")
+    conv.add_argument("--calibration", help=".npy array of preprocessed inputs (edgetpu, jetson)")
+    conv.add_argument("--check-2022", action="store_true",
+                      help="openvino: also load and run the IR in OpenVINO 2022.3.2 (needs python3.10)")
+    conv.add_argument("--overwrite", action="store_true", help="replace existing output")
+    conv.set_defaults(func=cmd_convert)
+
+    bench = sub.add_parser("bench", help="latency of models on LiteRT, OpenVINO and ONNX Runtime",
+                           description="Convert each model and time it side by side (batch 1, "
+                           "interleaved rounds, median); speed-ups are against the first model.")
+    bench.add_argument("models", nargs="+", help=".keras files; the first is the baseline")
+    bench.add_argument("--runtimes", nargs="+", default=list(TIMED), choices=list(TIMED),
+                       help="runtimes to time (default: all)")
+    bench.add_argument("--runs", type=int, default=200, help="timed runs per model and runtime")
+    bench.add_argument("--threads", type=int, default=1, help="threads per runtime (default: 1)")
+    bench.add_argument("--calibration", help=".npy inputs for int8 calibration (default: random)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tfm_fuse.errors import TfmFuseError
-
     try:
         return args.func(args)
     except TfmFuseError as e:

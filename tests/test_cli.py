@@ -1,0 +1,103 @@
+"""The `tfm-fuse` command: real models in, clear one-line errors and exit codes on bad input."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tfm_fuse
+
+
+def run(*args, cwd):
+    """Run the installed `tfm-fuse` command; returns (exit code, stdout, stderr)."""
+    exe = [sys.executable, "-c", "import sys; sys.argv[0] = 'tfm-fuse'; "
+           "from tfm_fuse.cli import main; sys.exit(main())", *args]
+    p = subprocess.run(exe, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    model = tfm_fuse.models.residual_cnn(input_shape=(16, 16, 1), widths=(8, 16))
+    tfm_fuse.models.randomize_weights(model)
+    model.save(folder / "m.keras")
+    np.save(folder / "calib.npy", np.random.default_rng(0).uniform(size=(16, 16, 16, 1))
+            .astype("float32"))
+    return folder
+
+
+def test_profile_prints_table_and_json(model_file):
+    code, out, err = run("profile", "m.keras", cwd=model_file)
+    assert code == 0, err
+    assert "total" in out and "stem_conv" in out
+    code, out, _ = run("profile", "m.keras", "--json", cwd=model_file)
+    expected = tfm_fuse.profile(keras.models.load_model(model_file / "m.keras"))
+    assert json.loads(out)["macs"] == expected.macs
+
+
+def test_prune_writes_smaller_equivalent_model(model_file):
+    code, out, err = run("prune", "m.keras", "-o", "small.keras", "--rate", "0.5", "--align", "4",
+                         cwd=model_file)
+    assert code == 0, err
+    small = keras.models.load_model(model_file / "small.keras")
+    before = tfm_fuse.profile(keras.models.load_model(model_file / "m.keras"))
+    assert tfm_fuse.profile(small).macs < before.macs
+    assert "MACs" in out
+    code, _, err = run("prune", "m.keras", "-o", "small.keras", cwd=model_file)
+    assert code == 1 and "exists" in err
+
+
+@pytest.mark.slow
+def test_convert_and_bench(model_file):
+    code, out, err = run("convert", "m.keras", "--target", "onnx", "--out", "onnx_out",
+                         cwd=model_file)
+    assert code == 0, err
+    report = json.loads((model_file / "onnx_out" / "report.json").read_text())
+    assert report["ok"] is True
+    code, out, err = run("bench", "m.keras", "small.keras" if (model_file / "small.keras").exists()
+                         else "m.keras", "--runtimes", "onnxruntime", "litert_fp32", "--runs", "20",
+                         cwd=model_file)
+    assert code == 0, err
+    assert "onnxruntime" in out and "1.00x" in out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("profile", "missing.keras"), "No such file"),
+    (("profile", "notamodel.keras"), "not a Keras model"),
+    (("profile", "calib.npy"), "not a Keras model file"),
+    (("convert", "m.keras", "--target", "edgetpu", "--out", "o"), "needs --calibration"),
+])
+def test_bad_input_is_one_line_and_exit_1(model_file, args, needle):
+    (model_file / "notamodel.keras").write_text("not a zip")
+    code, out, err = run(*args, cwd=model_file)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+    assert not (model_file / "o").exists()
+
+
+def test_subclassed_model_file_is_refused(model_file):
+    @keras.saving.register_keras_serializable(package="cli_test")
+    class Sub(keras.Model):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.conv = keras.layers.Conv2D(4, 3)
+
+        def call(self, x):
+            return self.conv(x)
+
+    m = Sub()
+    m(np.zeros((1, 8, 8, 1), "float32"))
+    m.save(model_file / "sub.keras")
+    code, _, err = run("profile", "sub.keras", cwd=model_file)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+
+
+def test_unknown_target_is_usage_error(model_file):
+    code, _, err = run("convert", "m.keras", "--target", "tpu", "--out", "o", cwd=model_file)
+    assert code == 2 and "invalid choice: 'tpu'" in err
