@@ -11,6 +11,7 @@ Example:
 """
 
 from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+from tfm_fuse.converters.all import TARGETS, convert_all
 from tfm_fuse.converters.report import Report
 
-__all__ = ["Report", "edgetpu", "onnx", "openvino", "tensorrt"]
+__all__ = ["Report", "TARGETS", "convert_all", "edgetpu", "onnx", "openvino", "tensorrt"]

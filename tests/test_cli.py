@@ -56,7 +56,7 @@ def test_convert_and_bench(model_file):
     code, out, err = run("convert", "m.keras", "--target", "onnx", "--out", "onnx_out",
                          cwd=model_file)
     assert code == 0, err
-    report = json.loads((model_file / "onnx_out" / "report.json").read_text())
+    report = json.loads((model_file / "onnx_out" / "onnx" / "report.json").read_text())
     assert report["ok"] is True
     code, out, err = run("bench", "m.keras", "small.keras" if (model_file / "small.keras").exists()
                          else "m.keras", "--runtimes", "onnxruntime", "litert_fp32", "--runs", "20",

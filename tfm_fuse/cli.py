@@ -17,6 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tfm_fuse.converters import TARGETS  # cheap: toolchains load inside convert()
 from tfm_fuse.errors import TfmFuseError
 
 
@@ -92,30 +93,18 @@ def _calibration(path: str | None, required_for: str):
         raise TfmFuseError(f"Cannot read '{path}' as a .npy array: {e}") from e
 
 
-TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
-
-
 def cmd_convert(args) -> int:
-    from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+    from tfm_fuse.converters import convert_all
 
     targets = TARGETS if args.target == "all" else (args.target,)
-    ok = True
-    for target in targets:
-        dest = Path(args.out) / target if len(targets) > 1 else Path(args.out)
-        common = {"overwrite": args.overwrite}
-        if target == "edgetpu":
-            r = edgetpu.convert(args.model, dest, representative_data=_calibration(
-                args.calibration, target), **common)
-        elif target == "jetson":
-            r = tensorrt.convert(args.model, dest, representative_data=_calibration(
-                args.calibration, target), **common)
-        elif target == "openvino":
-            r = openvino.convert(args.model, dest, legacy_runtime=args.check_2022, **common)
-        else:
-            r = onnx.convert(args.model, dest, **common)
+    calibration = None
+    if {"edgetpu", "jetson"} & set(targets):
+        calibration = _calibration(args.calibration, "edgetpu/jetson")
+    reports = convert_all(args.model, args.out, representative_data=calibration, targets=targets,
+                          overwrite=args.overwrite, legacy_openvino=args.check_2022)
+    for r in reports.values():
         print(r)
-        ok &= bool(r.ok)
-    return 0 if ok else 1
+    return 0 if all(r.ok for r in reports.values()) else 1
 
 
 def cmd_bench(args) -> int:
@@ -202,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--target", required=True, choices=[*TARGETS, "all"],
                       help="edgetpu: full-int8 .tflite; jetson: ONNX FP32 + INT8 Q/DQ for TensorRT "
                       "(TF-TRT on JetPack builds); openvino: FP16 IR for NCS/NCS2; onnx: ONNX")
-    conv.add_argument("--out", required=True, help="output directory (one per target with 'all')")
+    conv.add_argument("--out", required=True, help="output directory; each target writes OUT/TARGET/")
     conv.add_argument("--calibration", help=".npy array of preprocessed inputs (edgetpu, jetson)")
     conv.add_argument("--check-2022", action="store_true",
                       help="openvino: also load and run the IR in OpenVINO 2022.3.2 (needs python3.10)")

@@ -58,28 +58,29 @@ _LOADERS = {"litert_fp32": _litert, "litert_int8": _litert, "openvino_cpu": _ope
 
 
 def export(model, out_dir: Path, representative_data, *, runtimes=RUNTIMES) -> dict[str, str]:
-    """Write the artefact each runtime runs, through the converters; returns runtime -> path.
+    """Convert `model` for timing (no accuracy bars); returns runtime -> artefact path."""
+    from tfm_fuse.converters import convert_all
 
-    Int8 validation bars are not applied here (`min_top1=None`): this is for timing.
-    """
-    from tfm_fuse.converters import edgetpu, onnx, openvino
+    targets = tuple(t for t, rts in _TARGET_RUNTIMES.items() if set(rts) & set(runtimes))
+    reports = convert_all(model, out_dir, representative_data=representative_data,
+                          targets=targets, overwrite=True, keep_failed=True)
+    return timed_artefacts(model, reports, out_dir, runtimes=runtimes)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, str] = {}
+
+_TARGET_RUNTIMES = {"edgetpu": ("litert_int8",), "openvino": ("openvino_cpu",),
+                    "onnx": ("onnxruntime",)}
+
+
+def timed_artefacts(model, reports: dict, out_dir: Path, *, runtimes=RUNTIMES) -> dict[str, str]:
+    """The artefact each runtime times, from `convert_all` reports (+ an fp32 `.tflite`)."""
+    found = {
+        "litert_int8": reports.get("edgetpu") and reports["edgetpu"].artefacts.get("tflite_int8"),
+        "openvino_cpu": reports.get("openvino") and reports["openvino"].artefacts.get("openvino_xml"),
+        "onnxruntime": reports.get("onnx") and reports["onnx"].artefacts.get("onnx_fp32"),
+    }
+    paths = {rt: str(p) for rt, p in found.items() if p and rt in runtimes}
     if "litert_fp32" in runtimes:
-        paths["litert_fp32"] = _tflite_fp32(model, out_dir / "model_fp32.tflite")
-    if "litert_int8" in runtimes:
-        r = edgetpu.convert(model, out_dir / "edgetpu", representative_data=representative_data,
-                            io_dtype="int8", min_top1=None, require_full_tpu=False, overwrite=True)
-        paths["litert_int8"] = r.artefacts["tflite_int8"]
-    if "openvino_cpu" in runtimes:
-        r = openvino.convert(model, out_dir / "openvino", compress_to_fp16=False,
-                             require_opset10=False, overwrite=True)
-        paths["openvino_cpu"] = r.artefacts["openvino_xml"]
-    if "onnxruntime" in runtimes:
-        r = onnx.convert(model, out_dir / "onnx", overwrite=True)
-        paths["onnxruntime"] = r.artefacts["onnx_fp32"]
+        paths["litert_fp32"] = _tflite_fp32(model, Path(out_dir) / "model_fp32.tflite")
     return paths
 
 

@@ -1,0 +1,51 @@
+"""`convert_all`: one model to every edge target, each artefact checked and reported.
+
+Example:
+    >>> reports = convert_all(model, "out", representative_data=x_calib, validation_data=x_test)
+    >>> {target: r.ok for target, r in reports.items()}
+    {'edgetpu': True, 'jetson': True, 'openvino': True, 'onnx': True}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+from tfm_fuse.converters.report import Report
+
+TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
+
+
+def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: Any = None,
+                validation_data: Any = None, targets: tuple[str, ...] = TARGETS,
+                overwrite: bool = False, keep_failed: bool = False,
+                legacy_openvino: bool = False) -> dict[str, Report]:
+    """Convert `model` for each of `targets` into `out_dir/<target>`.
+
+    Args:
+        model: a `keras.Model`, a `.keras` file or a SavedModel directory.
+        out_dir: parent folder; each target writes its own sub-folder.
+        representative_data: int8 calibration inputs (needed by `edgetpu` and `jetson`).
+        validation_data: held-out inputs to compare each artefact with Keras.
+        targets: any of `"edgetpu"`, `"jetson"`, `"openvino"`, `"onnx"`. Defaults to all.
+        overwrite: replace existing target folders. Defaults to `False`.
+        keep_failed: keep an artefact whose check failed (its report says so). Defaults to `False`.
+        legacy_openvino: also run the IR in OpenVINO 2022.3.2 (the NCS2 release; needs
+            `python3.10`). Defaults to `False`.
+
+    Returns:
+        `{target: Report}`.
+    """
+    out = Path(out_dir)
+    common = {"validation_data": validation_data, "overwrite": overwrite, "keep_failed": keep_failed}
+    int8 = {"representative_data": representative_data, **common}
+    makers = {
+        "edgetpu": lambda: edgetpu.convert(model, out / "edgetpu", **int8),
+        "jetson": lambda: tensorrt.convert(model, out / "jetson", **int8),
+        "openvino": lambda: openvino.convert(model, out / "openvino", legacy_runtime=legacy_openvino,
+                                             **common),
+        "onnx": lambda: onnx.convert(model, out / "onnx", **common),
+    }
+    return {target: makers[target]() for target in targets}
