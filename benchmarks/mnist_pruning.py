@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tfm_fuse  # noqa: E402
 from tfm_fuse import callbacks  # noqa: E402
 from tfm_fuse.pruning import complexity_prune  # noqa: E402
-from tfm_fuse.pruning.fupruner import MaskUpdater  # noqa: E402
+from tfm_fuse.pruning.fupruner import rate_for_macs  # noqa: E402
 from tfm_fuse.pruning.schedules import PolynomialDecay  # noqa: E402
 
 L = keras.layers
@@ -55,20 +55,6 @@ def compile_(model: keras.Model, total_steps: int = 1000) -> keras.Model:
     return model
 
 
-def rate_for_macs(model: keras.Model, macs_removed: float, align: int | None) -> float:
-    """The per-layer channel rate whose stripped model has `macs_removed` fewer MACs."""
-    wrapped = tfm_fuse.prune(model, method="fupruner")
-    updater = MaskUpdater(wrapped, criterion="l2", scope="layer", align=align)
-    lo, hi = 0.0, 0.95
-    for _ in range(20):
-        mid = (lo + hi) / 2
-        if updater.update(mid)["prune_macs_removed"] < macs_removed:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
 def evaluate(model, test, reference_macs) -> dict:
     p = tfm_fuse.profile(model)
     acc = float(model.evaluate(*test, verbose=0, batch_size=256)[1])
@@ -95,7 +81,7 @@ def run(epochs: int = 6, n_train: int = 8000, n_test: int = 2000, seed: int = 0,
     keras.utils.set_random_seed(seed)
     fresh = residual_cnn()
     fresh.set_weights(init)
-    rate = rate_for_macs(fresh, 0.5, align=None)
+    rate = rate_for_macs(fresh, 0.5)
     masked = compile_(tfm_fuse.prune(fresh, method="fupruner", rate=rate, scope="layer"), total)
     # prune from the end of epoch 1 to 2/3 of training, then fine-tune with the masks fixed
     schedule = PolynomialDecay(0.0, rate, begin_step=steps, end_step=max(steps * 2 * epochs // 3,

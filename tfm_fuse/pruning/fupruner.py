@@ -148,3 +148,29 @@ class MaskUpdater:
     def write_step(self, step: int) -> None:
         for w in self.wrappers:
             w.pruning_step.assign(np.int64(step))
+
+
+def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None = None,
+                  scope: str = "layer", criterion: str = "l2") -> float:
+    """The channel rate at which the stripped model has `macs_removed` (a fraction) fewer MACs.
+
+    A bisection over the rate, on a wrapped copy of `model` (not modified), with the same
+    allocation FuPruner will use. Use it to turn a compute budget into `prune(..., rate=)`.
+
+    Example:
+        >>> rate = rate_for_macs(model, 0.5)            # about 0.3 for a plain CNN
+        >>> masked = tfm_fuse.prune(model, method="fupruner", rate=rate, scope="layer")
+    """
+    from tfm_fuse.pruning.prune import prune, validate_rate
+
+    validate_rate(macs_removed, "macs_removed")
+    updater = MaskUpdater(prune(model, method="fupruner"), criterion=criterion, scope=scope,
+                          align=align)
+    lo, hi = 0.0, 0.95
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        if updater.update(mid)["prune_macs_removed"] < macs_removed:
+            lo = mid
+        else:
+            hi = mid
+    return hi
