@@ -134,7 +134,8 @@ def cmd_bench(args) -> int:
 def cmd_demo(args) -> int:
     from tfm_fuse.demo import run_demo
 
-    run_demo(Path(args.out), epochs=args.epochs, rate=args.rate, n_train=args.n_train)
+    run_demo(Path(args.out), epochs=args.epochs, macs_removed=args.macs_removed,
+             n_train=args.n_train, runs=args.runs)
     return 0
 
 
@@ -145,15 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 a tfm_fuse error (message on stderr), 2 bad usage.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="train a small residual CNN on the shipped MNIST, prune "
-                          "it, strip it and print what it gained",
-                          description="Train, prune (fusion-aware), strip and report, on the "
-                          "MNIST images shipped with tfm_fuse. Writes reports and plots to --out.")
+    demo = sub.add_parser("demo", help="train a residual CNN on the shipped MNIST, prune it during "
+                          "fit, convert it to every target and show what it gained",
+                          description="Train a baseline and a FuPruner-pruned residual CNN on the "
+                          "MNIST images shipped with tfm_fuse, strip and fuse, convert both to "
+                          "Edge TPU / Jetson / OpenVINO / ONNX, time them on LiteRT, OpenVINO and "
+                          "ONNX Runtime, print one table. Writes reports and plots to --out.")
     demo.add_argument("--out", default="tfm_fuse_demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=3, help="training epochs (default: %(default)s)")
-    demo.add_argument("--rate", type=float, default=0.5,
-                      help="fraction of channels to prune per group, in [0, 1) (default: %(default)s)")
-    demo.add_argument("--n-train", type=int, default=6000,
+    demo.add_argument("--epochs", type=int, default=6, help="training epochs (default: %(default)s)")
+    demo.add_argument("--macs-removed", type=float, default=0.5,
+                      help="fraction of MACs FuPruner removes, in [0, 1) (default: %(default)s)")
+    demo.add_argument("--runs", type=int, default=200,
+                      help="timed runs per model and runtime (default: %(default)s)")
+    demo.add_argument("--n-train", type=int, default=8000,
                       help="training images out of the 10,000 shipped (default: %(default)s)")
     demo.set_defaults(func=cmd_demo)
 

@@ -1,13 +1,20 @@
-"""The `tfm-fuse demo` job: train, prune, strip, fuse and report on the shipped MNIST images.
+"""The `tfm-fuse demo` job: FuPruner during `fit` on the shipped MNIST, then every edge target.
+
+Trains a residual CNN (baseline), trains the same initial weights again under the FuPruner
+callback with a 50 % MAC budget and an accuracy guard, strips and fuses the result, converts both
+models to the Edge TPU, Jetson, OpenVINO and ONNX targets, times them side by side on LiteRT,
+OpenVINO and ONNX Runtime, and prints one table. Reports, models and plots go to `out`.
 
 Example:
     >>> from tfm_fuse.demo import run_demo
-    >>> results = run_demo(Path("out"), epochs=1, n_train=2000)
+    >>> rows = run_demo(Path("out"), epochs=2, n_train=2000, runs=50)
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -15,104 +22,153 @@ import keras
 import numpy as np
 
 import tfm_fuse
+from tfm_fuse import callbacks, latency
+from tfm_fuse.converters import convert_all
 from tfm_fuse.data import load_mnist
 from tfm_fuse.models import residual_cnn
+from tfm_fuse.pruning.fupruner import rate_for_macs
 from tfm_fuse.pruning.prune import validate_rate
-
+from tfm_fuse.pruning.schedules import PolynomialDecay
 
 _VERBOSE = 1 if sys.stdout.isatty() else 2  # Keras's progress bar on a terminal, a line per epoch in logs
+BATCH = 64
+WIDTHS = (32, 64, 128)  # wide enough that latency follows compute, not per-call overhead
 
 
-def _compile(model: keras.Model) -> keras.Model:
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+def _compile(model: keras.Model, total_steps: int) -> keras.Model:
+    lr = keras.optimizers.schedules.CosineDecay(2e-3, total_steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
 
 
 def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    logits = model.predict(x, batch_size=256, verbose=0)
-    return float((logits.argmax(-1) == y).mean())
+    return float((model.predict(x, batch_size=256, verbose=0).argmax(-1) == y).mean())
 
 
-def _row(name: str, model: keras.Model, x, y, base: tfm_fuse.Profile | None) -> dict:
-    prof = tfm_fuse.profile(model)
-    row = {"model": name, "accuracy": _accuracy(model, x, y), "params": prof.params,
-           "macs": prof.macs}
-    if base is not None:
-        row["macs_ratio"] = base.macs / max(prof.macs, 1)
-    return row
+def _train_pruned(init_weights, rate: float, data, epochs: int, out: Path):
+    (x, y), (xt, yt) = data
+    model = residual_cnn(widths=WIDTHS)
+    model.set_weights(init_weights)
+    steps = math.ceil(len(x) / BATCH)
+    masked = _compile(tfm_fuse.prune(model, method="fupruner", rate=rate, scope="layer",
+                                     criterion="fused"), steps * epochs)
+    # prune from the end of epoch 1 to 2/3 of training, then train on with the masks fixed
+    schedule = PolynomialDecay(0.0, rate, begin_step=steps,
+                               end_step=max(steps * 2 * epochs // 3, steps + 1))
+    pruner = callbacks.FuPruner(schedule, update_freq=max(steps // 4, 1), max_drop=0.01)
+    history = masked.fit(x, y, batch_size=BATCH, epochs=epochs, validation_data=(xt, yt),
+                         verbose=_VERBOSE, callbacks=[pruner, keras.callbacks.CSVLogger(
+                             str(out / "fupruner_log.csv"))])
+    return masked, history.history
 
 
-def _table(rows: list[dict]) -> str:
-    head = f"{'model':<22} {'accuracy':>9} {'params':>10} {'MACs':>12} {'MAC ratio':>10}"
+def _size_kb(reports: dict) -> float:
+    path = reports["edgetpu"].artefacts.get("tflite_int8")
+    return os.path.getsize(path) / 1024 if path else float("nan")
+
+
+def _table(rows: list[dict], runtimes: list[str]) -> str:
+    head = (f"{'model':<10} {'accuracy':>8} {'params':>8} {'MACs':>11} {'int8 KB':>8} "
+            + " ".join(f"{rt:>20}" for rt in runtimes))
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['model']:<22} {r['accuracy']:>9.4f} {r['params']:>10,} {r['macs']:>12,} "
-                     f"{r.get('macs_ratio', 1.0):>9.2f}x")
+        cells = " ".join(f"{r['latency_ms'][rt]:>8.3f} ms {r['speedup'][rt]:>6.2f}x"
+                         for rt in runtimes)
+        lines.append(f"{r['model']:<10} {r['accuracy']:>8.4f} {r['params']:>8,} {r['macs']:>11,} "
+                     f"{r['int8_kb']:>8.1f} {cells}")
     return "\n".join(lines)
 
 
-def _plot(rows: list[dict], history: dict, path: Path) -> None:
+def _plot(history: dict, pruned_history: dict, timings: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    base, tuned = history.get("val_accuracy", []), history.get("pruned_val_accuracy", [])
-    a.plot(range(1, len(base) + 1), base, marker="o", label="baseline training")
-    a.plot(range(len(base) + 1, len(base) + len(tuned) + 1), tuned, marker="s",
-           label="pruned, fine-tuning")
-    a.xaxis.get_major_locator().set_params(integer=True)
-    a.set_xlabel("epoch"), a.set_ylabel("validation accuracy"), a.legend()
-    names = [r["model"] for r in rows]
-    b.bar(names, [r["macs"] / 1e6 for r in rows], color="tab:blue")
-    b.set_ylabel("MMACs per image"), b.set_title("Compute per model")
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
+    epochs = range(1, len(history["val_accuracy"]) + 1)
+    a.plot(epochs, history["val_accuracy"], marker="o", label="baseline")
+    a.plot(epochs, pruned_history["val_accuracy"], marker="s", label="FuPruner")
+    a.set(xlabel="epoch", ylabel="validation accuracy", title="Accuracy during fit")
+    a.legend()
+    b.plot(epochs, np.array(pruned_history["prune_macs"]) / 1e6, marker="s", color="tab:orange")
+    b.set(xlabel="epoch", ylabel="MMACs per image (after strip)", title="FuPruner: compute")
+    runtimes = list(next(iter(timings.values())))
+    width = 0.8 / len(timings)
+    for k, (name, row) in enumerate(timings.items()):
+        b_x = np.arange(len(runtimes)) + k * width
+        c.bar(b_x, [row[rt] for rt in runtimes], width, label=name)
+    c.set_xticks(np.arange(len(runtimes)) + width * (len(timings) - 1) / 2, runtimes)
+    c.set(ylabel="median latency, ms (batch 1, 1 thread)", title="Latency per runtime")
+    c.legend()
+    for axis in (a, b):
+        axis.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def run_demo(out: Path, *, epochs: int = 3, rate: float = 0.5, n_train: int = 6000) -> list[dict]:
-    """Train a residual CNN, prune it, strip and fuse it; print a table and write reports.
+def run_demo(out: Path, *, epochs: int = 6, macs_removed: float = 0.5, n_train: int = 8000,
+             runs: int = 200) -> list[dict]:
+    """Train, prune during fit, strip, fuse, convert to every target, time, and report.
 
     Args:
-        out: folder for `results.json`, `demo.png` and the models.
-        epochs: baseline training epochs (the pruned model fine-tunes for as many).
-            Defaults to `3`.
-        rate: fraction of each channel group to prune. Defaults to `0.5`.
+        out: folder for `results.json`, `demo.png`, the models and the converter reports.
+        epochs: epochs for the baseline and for the pruned run. Defaults to `6`.
+        macs_removed: the compute budget: fraction of MACs FuPruner removes. Defaults to `0.5`.
         n_train: training images (the last 2,000 shipped images are the test set).
-            Defaults to `6000`.
+            Defaults to `8000`.
+        runs: timed runs per model and runtime. Defaults to `200`.
 
     Returns:
         The table's rows as dicts.
     """
-    validate_rate(rate)
+    validate_rate(macs_removed, "macs_removed")
     out.mkdir(parents=True, exist_ok=True)
-    (x, y), (xt, yt) = load_mnist(n_train=min(n_train, 8000), n_test=2000)
+    data = (x, y), (xt, yt) = load_mnist(n_train=min(n_train, 8000), n_test=2000)
     keras.utils.set_random_seed(0)
-    print(f"[1/4] training the baseline residual CNN on {len(x)} MNIST images")
-    base = _compile(residual_cnn())
-    hist = base.fit(x, y, batch_size=64, epochs=epochs, validation_data=(xt, yt), verbose=_VERBOSE)
-    print(f"[2/4] pruning {rate:.0%} of the channels of every group (fusion-aware groups), "
-          "fine-tuning")
-    masked = _compile(tfm_fuse.prune(base, method="l1", rate=rate, align=4))
-    tuned = masked.fit(x, y, batch_size=64, epochs=epochs, validation_data=(xt, yt), verbose=_VERBOSE)
-    print("[3/4] stripping masked channels and fusing BatchNorm / activations")
-    small = tfm_fuse.strip(masked)
-    deployed = tfm_fuse.fuse(small)
-    diff = float(np.abs(deployed.predict(xt[:256], verbose=0) - masked.predict(xt[:256], verbose=0)).max())
-    print(f"      stripped+fused vs masked: max |difference| = {diff:.2e}")
-    base_prof = tfm_fuse.profile(base)
-    rows = [_row("baseline", base, xt, yt, base_prof),
-            _row("pruned+stripped+fused", deployed, xt, yt, base_prof)]
-    print("[4/4] results on the 2,000 held-out images\n" + _table(rows))
-    history = {**hist.history, "pruned_val_accuracy": tuned.history["val_accuracy"]}
-    _plot(rows, history, out / "demo.png")
-    deployed.save(out / "pruned.keras")
-    base.save(out / "baseline.keras")
-    (out / "results.json").write_text(json.dumps({"rows": rows, "strip_fuse_max_diff": diff,
-                                                  "history": history}, indent=2))
-    print(f"Wrote {out}/results.json, {out}/demo.png, {out}/baseline.keras, {out}/pruned.keras")
+    base = _compile(residual_cnn(widths=WIDTHS), math.ceil(len(x) / BATCH) * epochs)
+    init = base.get_weights()
+    print(f"[1/5] training the baseline residual CNN on {len(x)} MNIST images")
+    history = base.fit(x, y, batch_size=BATCH, epochs=epochs, validation_data=(xt, yt),
+                       verbose=_VERBOSE).history
+    rate = rate_for_macs(residual_cnn(widths=WIDTHS), macs_removed)
+    print(f"[2/5] training again under FuPruner: {macs_removed:.0%} of MACs to remove "
+          f"(channel rate {rate:.3f}), accuracy guard 1 point")
+    masked, pruned_history = _train_pruned(init, rate, data, epochs, out)
+    print("[3/5] stripping masked channels, fusing BatchNorm and activations")
+    models = {"baseline": tfm_fuse.fuse(base), "pruned": tfm_fuse.fuse(tfm_fuse.strip(masked))}
+    diff = float(np.abs(models["pruned"].predict(xt[:256], verbose=0)
+                        - masked.predict(xt[:256], verbose=0)).max())
+    print(f"      pruned (stripped+fused) vs masked model: max |difference| = {diff:.2e}")
+    print("[4/5] converting both models for Edge TPU, Jetson, OpenVINO and ONNX")
+    reports = {name: convert_all(m, out / name, representative_data=x[:256],
+                                 validation_data=xt[:500], overwrite=True, keep_failed=True)
+               for name, m in models.items()}
+    print("[5/5] timing both models side by side")
+    cases = {name: latency.timed_artefacts(models[name], reports[name], out / name)
+             for name in models}
+    timings = latency.compare(cases, runs=runs)
+    speedups = latency.speedups(timings, "baseline")
+    base_profile = tfm_fuse.profile(models["baseline"])
+    rows = []
+    for name, model in models.items():
+        prof = tfm_fuse.profile(model)
+        rows.append({"model": name, "accuracy": _accuracy(model, xt, yt), "params": prof.params,
+                     "macs": prof.macs, "macs_ratio": base_profile.macs / prof.macs,
+                     "int8_kb": _size_kb(reports[name]), "latency_ms": timings[name],
+                     "speedup": speedups[name],
+                     "targets_ok": {t: bool(r.ok) for t, r in reports[name].items()}})
+        models[name].save(out / f"{name}.keras")
+    print(_table(rows, list(timings["baseline"])))
+    print("checks against Keras: " + "; ".join(
+        f"{r['model']}: " + ", ".join(f"{t} {'ok' if ok else 'FAILED'}" for t, ok in
+                                       r["targets_ok"].items()) for r in rows))
+    _plot(history, pruned_history, timings, out / "demo.png")
+    (out / "results.json").write_text(json.dumps({
+        "rows": rows, "channel_rate": rate, "strip_fuse_max_diff": diff,
+        "history": {"baseline": history, "fupruner": pruned_history}}, indent=2, default=float))
+    print(f"Wrote {out}/results.json, {out}/demo.png, the models and converter reports")
     return rows

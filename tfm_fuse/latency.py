@@ -85,9 +85,13 @@ def timed_artefacts(model, reports: dict, out_dir: Path, *, runtimes=RUNTIMES) -
 
 
 def _tflite_fp32(model, path: Path) -> str:
+    import tempfile
+
     import tensorflow as tf
 
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with tempfile.TemporaryDirectory() as saved_model:  # quiet export, then convert
+        model.export(saved_model, format="tf_saved_model", verbose=False)
+        path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(saved_model).convert())
     return str(path)
 
 
