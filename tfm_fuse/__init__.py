@@ -1,24 +1,37 @@
-"""tfm_fuse: fusion-aware structured pruning for Keras 3, and converters for edge accelerators."""
+"""tfm_fuse: fusion-aware structured pruning for Keras 3, and converters for edge accelerators.
+
+Example:
+    >>> import tfm_fuse
+    >>> fused = tfm_fuse.fuse(model)                          # equivalent rewrite
+    >>> masked = tfm_fuse.prune(model, method="l1", rate=0.3)  # channel masks
+    >>> small = tfm_fuse.strip(masked)                          # physically smaller, equal outputs
+    >>> print(tfm_fuse.profile(small))
+"""
 
 from tfm_fuse._quiet import silence_native_logs_in_cli
 
 silence_native_logs_in_cli()
 
-
-from tfm_fuse.errors import (
+# order matters: pruning (whose cost model reads complexity) before complexity
+from tfm_fuse import graph  # noqa: E402
+from tfm_fuse.errors import (  # noqa: E402
     ConfigError,
     ConversionError,
     TfmFuseError,
     UnsupportedLayerError,
     UnsupportedModelError,
 )
+from tfm_fuse.graph import analyze  # noqa: E402
+from tfm_fuse.pruning import PruneWrapper, prune, wrap  # noqa: E402
+from tfm_fuse.strip import strip  # noqa: E402
+from tfm_fuse import data, fusion, models  # noqa: E402, I001
+from tfm_fuse.fusion import fuse  # noqa: E402
+from tfm_fuse.complexity import Profile, profile  # noqa: E402
 
 __version__ = "0.1.0"
 
-from tfm_fuse import graph
-from tfm_fuse.graph import analyze
-from tfm_fuse.pruning import PruneWrapper, prune, wrap
-from tfm_fuse.strip import strip
-from tfm_fuse import fusion, models, data
-from tfm_fuse.fusion import fuse
-from tfm_fuse.complexity import Profile, profile
+__all__ = [
+    "ConfigError", "ConversionError", "Profile", "PruneWrapper", "TfmFuseError",
+    "UnsupportedLayerError", "UnsupportedModelError", "analyze", "data", "fuse", "fusion",
+    "graph", "models", "profile", "prune", "strip", "wrap",
+]

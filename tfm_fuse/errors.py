@@ -36,3 +36,17 @@ class ConfigError(TfmFuseError, ValueError):
 
 class ConversionError(TfmFuseError, RuntimeError):
     """A converter could not produce or validate its artefact."""
+
+
+def parse_choice(choices, value, name: str, what: str = ""):
+    """`choices(value)` for a `StrEnum`, or a `ConfigError` naming the value and what is accepted.
+
+    Example:
+        >>> parse_choice(Scope, "layer", "scope")
+        <Scope.LAYER: 'layer'>
+    """
+    try:
+        return choices(value)
+    except ValueError:
+        raise ConfigError(f"Unknown {what or name}. Received: {name}={value!r}; "
+                          f"accepted: {[c.value for c in choices]}") from None

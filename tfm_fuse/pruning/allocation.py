@@ -17,7 +17,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from tfm_fuse.errors import ConfigError
+from tfm_fuse.errors import ConfigError, parse_choice
 from tfm_fuse.graph import ModelGraph
 from tfm_fuse.pruning.criteria import Criterion
 from tfm_fuse.pruning.masks import set_group_mask
@@ -31,11 +31,7 @@ class Scope(StrEnum):
 
 
 def parse_scope(scope: str) -> Scope:
-    try:
-        return Scope(scope)
-    except ValueError:
-        raise ConfigError(f"Unknown scope. Received: scope={scope!r}; "
-                          f"accepted: {[s.value for s in Scope]}") from None
+    return parse_choice(Scope, scope, "scope")
 
 
 def check_align(align) -> int | None:

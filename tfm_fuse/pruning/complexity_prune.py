@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from tfm_fuse.complexity import profile
-from tfm_fuse.errors import ConfigError
+from tfm_fuse.errors import ConfigError, parse_choice
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning.allocation import apply_masks, check_align
 from tfm_fuse.pruning.cost import METRICS, CostModel
@@ -61,11 +61,7 @@ class PruneReport:
 
 
 def parse_mode(mode: str) -> Mode:
-    try:
-        return Mode(str(mode).upper())
-    except ValueError:
-        raise ConfigError(f"Unknown complexity mode. Received: mode={mode!r}; "
-                          f"accepted: {[m.value for m in Mode]}") from None
+    return parse_choice(Mode, str(mode).upper(), "mode", "complexity mode")
 
 
 def check_target(target) -> float:

@@ -15,7 +15,7 @@ from typing import Iterable
 import keras
 import numpy as np
 
-from tfm_fuse.errors import ConfigError, UnsupportedModelError
+from tfm_fuse.errors import ConfigError, UnsupportedModelError, parse_choice
 from tfm_fuse.graph import ModelGraph, analyze
 from tfm_fuse.pruning import criteria
 from tfm_fuse.pruning.allocation import (aligned_keep, allocate, apply_masks, check_align,
@@ -107,11 +107,7 @@ class Method(StrEnum):
 
 
 def _parse_method(method: str) -> Method:
-    try:
-        return Method(method)
-    except ValueError:
-        raise ConfigError(f"Unknown pruning method. Received: method={method!r}; "
-                          f"accepted: {[m.value for m in Method]}") from None
+    return parse_choice(Method, method, "method", "pruning method")
 
 
 def prune(model: keras.Model, *, method: str = "l1", rate: float = 0.3, align: int | None = None,
