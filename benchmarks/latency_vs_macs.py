@@ -2,8 +2,8 @@
 
 One run, all cases timed side by side (`tfm_fuse.latency.compare`: interleaved rounds, batch 1,
 one thread, median) on LiteRT int8 (full-integer), OpenVINO CPU, ONNX Runtime and LiteRT fp32,
-for a CIFAR-sized residual CNN (`tfm_fuse.models.residual_cnn`, 32×32×3, random weights —
-latency does not depend on them) with about half its MACs removed:
+for a CIFAR-sized residual CNN (`tfm_fuse.models.residual_cnn`, 32×32×3, stage widths 64/128/256
+by default, random weights — latency does not depend on them) with about half its MACs removed:
 
 - baseline                 the unpruned model, fused (`tfm_fuse.fuse`)
 - fupruner                 FuPruner masks (`scope="layer"`, one `MaskUpdater` update at the
@@ -12,6 +12,7 @@ latency does not depend on them) with about half its MACs removed:
 - complexity PA / FA / MA  `prune(method="complexity", mode=..., target=...)`, fused
 - hand-thinned             `residual_cnn` built directly with the stage widths the aligned
                            FuPruner model ended with: the ceiling a perfect structured pruner reaches
+- hand-thinned unaligned   the same with the unaligned FuPruner model's widths
 - tfmot sparsity           tensorflow-model-optimization `prune_low_magnitude` at the same rate
                            (unstructured, 50 % zero weights) on a tf_keras copy of the baseline
                            with the same weights, in its own process (`_tfmot_sparsity.py`);
@@ -27,7 +28,7 @@ Prints one table (case, widths, MACs, MAC ratio, per runtime median ms, speed-up
 ratio), then the same as Markdown, and writes a plot of speed-up against MAC ratio per runtime.
 Compare rows within one run: the machine is shared and noisy.
 
-Run:  python benchmarks/latency_vs_macs.py [--runs 200] [--rounds 5] [--widths 32 64 128]
+Run:  python benchmarks/latency_vs_macs.py [--runs 200] [--rounds 5] [--widths 64 128 256]
 """
 
 from __future__ import annotations
@@ -98,11 +99,13 @@ def build_models(widths, macs_removed: float) -> tuple[dict, dict, object]:
                                                     target=macs_removed))
         notes[name] = f"target {macs_removed}"
         log(f"{name}: widths {widths_of(models[name])}")
-    thin = stage_widths(models["fupruner align=8"])
-    hand = tfm_fuse.models.randomize_weights(
-        tfm_fuse.models.residual_cnn(input_shape=SHAPE, widths=thin), seed=1)
-    models["hand-thinned"] = tfm_fuse.fuse(hand)
-    notes["hand-thinned"] = f"residual_cnn(widths={thin})"
+    for name, source in (("hand-thinned", "fupruner align=8"),
+                         ("hand-thinned unaligned", "fupruner")):
+        thin = stage_widths(models[source])
+        hand = tfm_fuse.models.randomize_weights(
+            tfm_fuse.models.residual_cnn(input_shape=SHAPE, widths=thin), seed=1)
+        models[name] = tfm_fuse.fuse(hand)
+        notes[name] = f"residual_cnn(widths={thin}), the widths of {source}"
     return models, notes, base
 
 
@@ -196,12 +199,17 @@ def markdown(rows) -> str:
 
 
 def goal_check(table, macs) -> list[str]:
-    """The issue's goal: speed-up >= 0.9 x MAC ratio on int8/OpenVINO/ORT, >= hand-thinned."""
+    """The issue's goal: speed-up >= 0.9 x MAC ratio on int8/OpenVINO/ORT, not below hand-thinned.
+
+    "Not below hand-thinned" compares speed-up / MAC ratio (the cases end at different MAC
+    ratios), and for FuPruner also the plain speed-up of the hand-thinned model of its widths."""
     ups = latency.speedups(table, "baseline")
+    same_widths = {"fupruner": "hand-thinned unaligned", "fupruner align=8": "hand-thinned"}
+    eff = {c: {rt: u / (macs["baseline"] / macs[c]) for rt, u in row.items()}
+           for c, row in ups.items()}
     out = []
-    hand = ups.get("hand-thinned", {})
     for case in macs:
-        if case in ("baseline", "hand-thinned", "tfmot sparsity") or case not in ups:
+        if case == "baseline" or case.startswith("hand-thinned") or case not in ups:
             continue
         ratio = macs["baseline"] / macs[case]
         parts = []
@@ -209,11 +217,15 @@ def goal_check(table, macs) -> list[str]:
             if rt not in ups[case]:
                 continue
             up = ups[case][rt]
-            ok = up >= 0.9 * ratio
-            vs = f", hand-thinned {hand[rt]:.2f}x" if rt in hand else ""
-            parts.append(f"{rt} {up:.2f}x vs 0.9×{ratio:.2f}={0.9 * ratio:.2f} "
-                         f"{'met' if ok else 'MISSED'}{vs}")
-        out.append(f"{case}: " + "; ".join(parts))
+            text = (f"{rt} {up:.2f}x vs 0.9×{ratio:.2f}={0.9 * ratio:.2f} "
+                    f"{'met' if up >= 0.9 * ratio else 'MISSED'}; speed-up/MAC ratio "
+                    f"{eff[case][rt]:.2f} vs hand-thinned {eff['hand-thinned'][rt]:.2f}")
+            twin = same_widths.get(case)
+            if twin in ups and rt in ups[twin]:
+                text += f"; vs {twin} (same widths) {up / ups[twin][rt]:.2f}×"
+            parts.append(text)
+        if parts:
+            out.append(f"{case}:\n      " + "\n      ".join(parts))
     return out
 
 
@@ -226,25 +238,27 @@ def plot(table, macs, path: Path) -> None:
     fig, axes = plt.subplots(1, len(RUNTIMES), figsize=(4.2 * len(RUNTIMES), 4.2), sharey=True)
     top = max([macs["baseline"] / m for m in macs.values()]
               + [u for row in ups.values() for u in row.values()]) * 1.1
+    colors = dict(zip(macs, plt.cm.tab10.colors))
     for ax, rt in zip(axes, RUNTIMES):
         ax.plot([0.8, top], [0.8, top], "k--", lw=1, label="y = x")
         for case in macs:
             if rt in ups.get(case, {}):
-                ax.scatter(macs["baseline"] / macs[case], ups[case][rt], s=40)
-                ax.annotate(case, (macs["baseline"] / macs[case], ups[case][rt]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
+                ax.scatter(macs["baseline"] / macs[case], ups[case][rt], s=45, alpha=0.85,
+                           color=colors[case], label=case)
         ax.set(title=rt, xlabel="MAC ratio (baseline / case)", xlim=(0.8, top), ylim=(0.5, top))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("speed-up (baseline ms / case ms)")
-    axes[0].legend(loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle("Latency speed-up vs MAC reduction (batch 1, 1 thread, median)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--widths", type=int, nargs=3, default=(32, 64, 128))
+    ap.add_argument("--widths", type=int, nargs=3, default=(64, 128, 256),
+                    help="stage widths of the baseline (32 64 128 is overhead-dominated here)")
     ap.add_argument("--macs-removed", type=float, default=0.5)
     ap.add_argument("--runs", type=int, default=200, help="timed runs per case and runtime")
     ap.add_argument("--rounds", type=int, default=5)
