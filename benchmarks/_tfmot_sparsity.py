@@ -7,10 +7,10 @@ It needs `tensorflow-model-optimization==0.8.1` and `tf-keras==2.21.0`, e.g. in 
 
 Steps: build the same architecture (same layer names) in tf_keras, load the weights the Keras 3
 model saved to `--weights` (an `.npz` of `layer/index` arrays), wrap with
-`prune_low_magnitude(ConstantSparsity(sparsity, begin_step=0, frequency=1))`, run four training steps
-at learning rate 0 with `UpdatePruningStep` (this applies the masks; weights do not move; with the
-default frequency=100 the masks are never updated in so few steps: the callback's first step is 1), `strip_pruning`,
-and write to `--out`:
+`prune_low_magnitude(ConstantSparsity(sparsity, begin_step=0, frequency=1))`, run four training
+steps at learning rate 0 with `UpdatePruningStep` (this applies the masks; weights do not move;
+with the default frequency=100 the masks are never updated in so few steps: the callback's first
+step is 1), `strip_pruning`, and write to `--out`:
     saved_model/        the stripped (sparse-weight, dense-layer) model
     model_fp32.tflite   LiteRT fp32
     model_int8.tflite   LiteRT full-integer, uint8 I/O (as tfm_fuse's Edge TPU converter writes)
@@ -59,7 +59,7 @@ def residual_cnn_tf_keras(input_shape, widths, classes=10):
 
 
 def macs(model, nonzero: bool) -> int:
-    """Multiply-accumulates of Conv2D and Dense layers (dense, or counting non-zero weights only)."""
+    """Multiply-accumulates of Conv2D and Dense layers (all, or non-zero weights only)."""
     total = 0
     for layer in model.layers:
         kind = type(layer).__name__

@@ -11,7 +11,8 @@ by default, random weights — latency does not depend on them) with about half 
 - fupruner align=8         the same with `align=8`
 - complexity PA / FA / MA  `prune(method="complexity", mode=..., target=...)`, fused
 - hand-thinned             `residual_cnn` built directly with the stage widths the aligned
-                           FuPruner model ended with: the ceiling a perfect structured pruner reaches
+                           FuPruner model ended with: the ceiling a perfect structured
+                           pruner reaches
 - hand-thinned unaligned   the same with the unaligned FuPruner model's widths
 - tfmot sparsity           tensorflow-model-optimization `prune_low_magnitude` at the same rate
                            (unstructured, 50 % zero weights) on a tf_keras copy of the baseline
