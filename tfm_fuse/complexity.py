@@ -90,7 +90,8 @@ def _param_count(layer) -> int:
     return int(sum(math.prod(v.shape) for v in layer.weights))
 
 
-def _bytes(shape: tuple, dtype: str) -> int:
+def tensor_bytes(shape: tuple, dtype: str) -> int:
+    """Bytes of one sample of a tensor of `shape` (batch axis first, ignored) and `dtype`."""
     return math.prod(int(d) for d in shape[1:]) * np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
 
 
@@ -113,7 +114,7 @@ def profile(model: keras.Model | ModelGraph, *, allow_unknown: bool = True) -> P
         out_shapes = [graph.tensors[t].shape for t in node.outputs]
         rule = rules.get_rule(layer)
         macs = rule.macs(layer, in_shapes, out_shapes) if rule else 0
-        act = sum(_bytes(graph.tensors[t].shape, graph.tensors[t].dtype) for t in node.outputs)
+        act = sum(tensor_bytes(graph.tensors[t].shape, graph.tensors[t].dtype) for t in node.outputs)
         entry = by_layer.setdefault(id(layer), {
             "name": layer.name, "type": type(layer).__name__, "params": _param_count(layer),
             "macs": 0, "activation_bytes": 0, "output_shape": tuple(out_shapes[0])})

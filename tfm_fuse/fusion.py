@@ -282,7 +282,4 @@ def _identity_conv(builder: Builder, node: Node, k: int, x):
     config = L.Conv2D(channels, 1, use_bias=False, name=f"{node.layer.name}_shortcut_{k}",
                       dtype=node.layer.dtype_policy).get_config()
     eye = np.eye(channels, dtype="float32")[None, None]
-    conv = builder.make(L.Conv2D, config, {"kernel": eye})
-    out = conv(x)
-    builder._set_pending(conv)
-    return out
+    return builder.apply(builder.make(L.Conv2D, config, {"kernel": eye}), x)

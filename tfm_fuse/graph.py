@@ -108,12 +108,6 @@ class ModelGraph:
                 out.append(n.layer)
         return out
 
-    def group_of(self, channel_id: int) -> ChannelGroup:
-        for g in self.groups:
-            if channel_id in set(g.channels.tolist()):
-                return g
-        raise KeyError(channel_id)
-
 
 def functional_view(model) -> keras.Model:
     """The functional graph behind a Sequential or functional Keras 3 model, or a clear error."""

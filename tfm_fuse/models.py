@@ -59,6 +59,8 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> keras.Model:
     """
     import numpy as np
 
+    from tfm_fuse.rules import weight_name
+
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -66,7 +68,7 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> keras.Model:
             continue
         values = []
         for v in layer.weights:
-            name, shape = v.path.split("/")[-1], tuple(v.shape)
+            name, shape = weight_name(v), tuple(v.shape)
             if name in ("moving_variance", "variance", "gamma"):
                 values.append(rng.uniform(0.5, 1.5, shape))
             elif name in ("beta", "moving_mean", "mean", "bias"):

@@ -22,6 +22,7 @@ import numpy as np
 
 from tfm_fuse.errors import UnsupportedLayerError
 from tfm_fuse.graph import ModelGraph, Node, TensorRef
+from tfm_fuse.rules import weight_name
 
 Rewrite = Callable[[Node, list, "Builder"], "list | None"]
 
@@ -61,26 +62,26 @@ class Builder:
 
         args = keras.tree.map_structure(fill, node.args)
         kwargs = keras.tree.map_structure(fill, node.kwargs)
+        return keras.tree.flatten(self.apply(layer, *args, **kwargs))
+
+    def apply(self, layer, *args, **kwargs):
+        """Call `layer` on symbolic tensors, then give it (and a wrapped layer) its weights."""
         out = layer(*args, **kwargs)
         self._set_pending(layer)
         if isinstance(layer, keras.layers.Wrapper):
             self._set_pending(layer.layer)
-        return keras.tree.flatten(out)
+        return out
 
     def _set_pending(self, layer) -> None:
         weights = self._pending.pop(id(layer), None)
         if weights is None:
             return
         if isinstance(weights, dict):
-            missing = [v.path for v in layer.weights if _short(v) not in weights]
+            missing = [v.path for v in layer.weights if weight_name(v) not in weights]
             if missing:
                 raise UnsupportedLayerError(layer.name, f"no value for weights {missing}")
-            weights = [weights[_short(v)] for v in layer.weights]
+            weights = [weights[weight_name(v)] for v in layer.weights]
         layer.set_weights([np.asarray(w) for w in weights])
-
-
-def _short(variable) -> str:
-    return variable.path.split("/")[-1]
 
 
 def rebuild(graph: ModelGraph, rewrite: Rewrite | None = None, *, name: str | None = None,

@@ -111,9 +111,14 @@ class Rule:
         return 0
 
 
+def weight_name(variable) -> str:
+    """A weight's short name, as rules refer to it: `"conv/kernel"` -> `"kernel"`."""
+    return variable.path.split("/")[-1]
+
+
 def weights_by_name(layer) -> dict[str, np.ndarray]:
     """`{"kernel": array, "bias": array, ...}`: a layer's weights by their short names."""
-    return {v.path.split("/")[-1]: keras.ops.convert_to_numpy(v) for v in layer.weights}
+    return {weight_name(v): keras.ops.convert_to_numpy(v) for v in layer.weights}
 
 
 def _spatial(shape: tuple) -> int:

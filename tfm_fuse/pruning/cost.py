@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from tfm_fuse import rules
-from tfm_fuse.complexity import _bytes
+from tfm_fuse.complexity import tensor_bytes
 from tfm_fuse.graph import ModelGraph
 from tfm_fuse.pruning.masks import removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
@@ -73,7 +73,7 @@ class CostModel:
         inner = layer.layer if isinstance(layer, PruneWrapper) else layer
         if first:
             for v in inner.weights:
-                name, shape = v.path.split("/")[-1], tuple(int(d) for d in v.shape)
+                name, shape = rules.weight_name(v), tuple(int(d) for d in v.shape)
                 const, factors = float(math.prod(shape)), []
                 for ax in axes:
                     if ax.name == name and side_ch[ax.side] is not None:
@@ -92,7 +92,7 @@ class CostModel:
             self.terms.append(Term(1, layer.name, const, factors))
         for t in node.outputs:
             spec = g.tensors[t]
-            total = _bytes(spec.shape, spec.dtype)
+            total = tensor_bytes(spec.shape, spec.dtype)
             self.terms.append(Term(2, layer.name, total / max(len(spec.channels), 1),
                                    [(spec.channels, 1)]))
 

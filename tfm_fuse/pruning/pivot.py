@@ -58,7 +58,7 @@ def _permuted_weights(layer, graph: ModelGraph, node, pi: np.ndarray) -> list[np
     axes = rules.get_rule(layer).weight_axes(layer)
     out = []
     for v in layer.weights:
-        name, value = v.path.split("/")[-1], keras.ops.convert_to_numpy(v)
+        name, value = rules.weight_name(v), keras.ops.convert_to_numpy(v)
         for ax in axes:
             if ax.name == name:
                 s = src[ax.side]

@@ -77,8 +77,8 @@ class PruneWrapper(keras.layers.Wrapper):
     # --- masks ------------------------------------------------------------------------------
     def _channel_weights(self):
         names = {ax.name for ax in self._rule.weight_axes(self.layer)}
-        return [(v, v.path.split("/")[-1]) for v in self.layer.weights
-                if v.path.split("/")[-1] in names]
+        return [(v, rules.weight_name(v)) for v in self.layer.weights
+                if rules.weight_name(v) in names]
 
     def _factor(self, name: str, shape: tuple, as_numpy: bool = False, sides=("in", "out"),
                 in_kernels: bool = True):
