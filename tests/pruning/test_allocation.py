@@ -65,3 +65,25 @@ def test_cost_model_equals_profile_of_stripped(criterion):
     assert cm.totals(cm.keep_from_masks(model)) == {
         "params": stripped.params, "macs": stripped.macs,
         "activation_bytes": stripped.activation_bytes}
+
+
+@pytest.mark.parametrize("align", [None, 8])
+def test_rate_for_macs_lands_on_the_nearest_step(align):
+    """Unaligned, the budget is met closely; aligned, the nearer of the two steps around it."""
+    from tfm_fuse.pruning.fupruner import MaskUpdater, rate_for_macs
+
+    model = tfm_fuse.models.residual_cnn(input_shape=(16, 16, 3), widths=(32, 64, 128))
+    rate = rate_for_macs(model, 0.5, align=align)
+    updater = MaskUpdater(tfm_fuse.prune(model, method="fupruner"), criterion="l2",
+                          scope="layer", align=align)
+    removed = updater.update(rate)["prune_macs_removed"]
+    if align is None:
+        assert removed == pytest.approx(0.5, abs=0.02)
+        return
+    steps = sorted({round(updater.update(r)["prune_macs_removed"], 6)
+                    for r in np.linspace(0.0, 0.9, 181)})
+    below = max(s for s in steps if s < 0.5)
+    above = min(s for s in steps if s >= 0.5)
+    nearest = min((below, above), key=lambda s: abs(s - 0.5))
+    assert removed == pytest.approx(nearest, abs=1e-6)
+    assert updater.update(round(rate, 3))["prune_macs_removed"] == pytest.approx(removed)

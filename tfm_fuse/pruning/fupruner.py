@@ -156,6 +156,9 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
 
     A bisection over the rate, on a wrapped copy of `model` (not modified), with the same
     allocation FuPruner will use. Use it to turn a compute budget into `prune(..., rate=)`.
+    With `align`, MACs removed is a staircase of the rate (a 64-channel group keeps 48 or 40,
+    nothing between): the rate of whichever step lands nearer the budget is returned, so the
+    result may fall slightly short of `macs_removed` rather than overshoot it by a whole step.
 
     Example:
         >>> rate = rate_for_macs(model, 0.5)            # about 0.3 for a plain CNN
@@ -166,11 +169,22 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
     validate_rate(macs_removed, "macs_removed")
     updater = MaskUpdater(prune(model, method="fupruner"), criterion=criterion, scope=scope,
                           align=align)
-    lo, hi = 0.0, 0.95
-    for _ in range(20):
+
+    def removed(rate: float) -> float:
+        return updater.update(rate)["prune_macs_removed"]
+
+    lo, hi = _bisect(lambda r: removed(r) < macs_removed, 0.0, 0.95)
+    nearer = hi if removed(hi) - macs_removed <= macs_removed - removed(lo) else lo
+    # Return the middle of that step, not its edge, so rounding the rate keeps the result.
+    level = removed(nearer)
+    left = _bisect(lambda r: removed(r) < level, 0.0, nearer)[1]
+    right = _bisect(lambda r: removed(r) <= level, nearer, 0.95)[0]
+    return (left + right) / 2
+
+
+def _bisect(below, lo: float, hi: float, steps: int = 20) -> tuple[float, float]:
+    """Narrows `[lo, hi]` around where the monotone predicate `below(rate)` turns false."""
+    for _ in range(steps):
         mid = (lo + hi) / 2
-        if updater.update(mid)["prune_macs_removed"] < macs_removed:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+        lo, hi = (mid, hi) if below(mid) else (lo, mid)
+    return lo, hi
