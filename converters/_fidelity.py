@@ -56,6 +56,53 @@ def check_float(name: str, metrics: dict[str, Any], max_rel: float) -> list[str]
             f"{max_rel:g} (on {metrics['n_samples']} samples)."]
 
 
+def fp16_floor(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None:
+    """The error FP16 weights cost by themselves: the Keras model, BatchNorm folded (as the
+    toolchains fold it), every weight rounded to FP16, run in float32 — relative to `reference`.
+
+    No FP16-weight artefact can be expected to do better; one that does much worse has a
+    conversion problem. `None` when the model cannot be copied (e.g. a wrapped SavedModel).
+
+    Example:
+        >>> fp16_floor(model, x, model(x))              # about 1e-3 for a trained small ResNet
+        0.00104
+    """
+    import keras
+
+    from tfm_fuse import fuse
+    from tfm_fuse.errors import TfmFuseError
+
+    try:
+        copy = fuse(model)
+    except TfmFuseError:
+        try:
+            copy = keras.models.clone_model(model)
+            copy.set_weights(model.get_weights())
+        except Exception:  # noqa: BLE001 - a model Keras cannot clone has no floor
+            return None
+    copy.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype.kind == "f" else w
+                      for w in copy.get_weights()])
+    out = copy.predict(x, batch_size=64, verbose=0)
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    return compare(reference, np.asarray(out))["max_abs_error_rel"]
+
+
+def check_fp16(name: str, metrics: dict[str, Any], max_rel: float, floor: float | None,
+               margin: float = 1.5) -> list[str]:
+    """Issues for an FP16-weight artefact: its error may exceed `max_rel` only when rounding
+    the weights to FP16 alone (`floor`, see `fp16_floor`) already does, and then by at most
+    `margin` times that floor."""
+    allowed = max(max_rel, margin * floor) if floor is not None else max_rel
+    rel = metrics["max_abs_error_rel"]
+    if rel <= allowed:
+        return []
+    floor_txt = (f"; FP16 weights alone cost {floor:.3g}, so up to {allowed:.3g} is accepted"
+                 if floor is not None and allowed > max_rel else "")
+    return [f"{name}: max-abs error {rel:.3g} of the output scale exceeds the accepted "
+            f"{max_rel:g}{floor_txt} (on {metrics['n_samples']} samples)."]
+
+
 def check_int8(name: str, metrics: dict[str, Any], min_top1: float | None) -> list[str]:
     """Issues for an int8 artefact whose top-1 agreement is below `min_top1`."""
     top1 = metrics.get("top1_agreement")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tfm_fuse.converters._fidelity import check_float, compare
+from tfm_fuse.converters._fidelity import check_fp16, compare, fp16_floor
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, pick_validation,
 )
@@ -46,7 +46,10 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: b
         compress_to_fp16: store weights as FP16 (what NCS/NCS2 run). Defaults to `True`.
         validation_data: inputs to compare with Keras. Defaults to seeded random inputs.
         max_rel_error: largest accepted max-abs error relative to the output scale.
-            Defaults to `1e-3`.
+            Defaults to `1e-3`. With FP16 weights, the error the rounding alone costs in Keras
+            (`fidelity[...]["fp16_weights_floor_rel"]`) is measured too, and up to 1.5× that
+            floor is accepted when it exceeds `max_rel_error`: a trained ResNet's logits move by
+            about 1e-3 of their scale from FP16 weights whatever the converter does.
         require_opset10: an op newer than opset10 fails the conversion (NCS/NCS2 cannot
             load it); `False` only notes it (CPU/NPU with a recent OpenVINO). Defaults to `True`.
         legacy_runtime: also run the IR in OpenVINO 2022.3.2 (Python 3.10 venv, created once
@@ -73,10 +76,13 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: b
         key = "openvino_fp16" if compress_to_fp16 else "openvino_fp32"
         y_keras = src.predict(x_val)
         metrics = compare(y_keras, run_ir(xml, x_val))
+        floor = fp16_floor(src.model, x_val, y_keras) if compress_to_fp16 else None
+        if floor is not None:
+            metrics["fp16_weights_floor_rel"] = floor
         report.fidelity[key] = metrics
-        report.issues += check_float(key, metrics, max_rel_error)
+        report.issues += check_fp16(key, metrics, max_rel_error, floor)
         if legacy_runtime:
-            _check_legacy(xml, x_val, y_keras, report, max_rel_error)
+            _check_legacy(xml, x_val, y_keras, report, max_rel_error, floor)
         report.next_steps.append(f"On the NCS2 host (OpenVINO 2022.3): benchmark_app -m "
                                  f"{stage.final(XML_NAME)} -d MYRIAD -api sync")
         report.ok = not report.issues
@@ -147,7 +153,7 @@ def _check_opsets(xml: Path, report: Report, require_opset10: bool) -> None:
 
 
 def _check_legacy(xml: Path, x: np.ndarray, y_keras: np.ndarray, report: Report,
-                  max_rel_error: float) -> None:
+                  max_rel_error: float, floor: float | None) -> None:
     from tfm_fuse.converters import _ov_legacy
 
     result = _ov_legacy.run_ir_2022(xml, x)
@@ -159,4 +165,5 @@ def _check_legacy(xml: Path, x: np.ndarray, y_keras: np.ndarray, report: Report,
     metrics["vs_current_openvino_max_abs"] = float(
         np.max(np.abs(result.outputs - run_ir(xml, x))))
     report.fidelity[f"openvino_{_ov_legacy.OV_VERSION}"] = metrics
-    report.issues += check_float(f"openvino_{_ov_legacy.OV_VERSION}", metrics, max_rel_error)
+    report.issues += check_fp16(f"openvino_{_ov_legacy.OV_VERSION}", metrics, max_rel_error,
+                                floor)

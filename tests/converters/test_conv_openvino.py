@@ -32,6 +32,21 @@ def test_ir_fp16_matches_keras_within_opset10(tmp_path, tiny_model, tiny_data):
     assert any(op.startswith("Convolution-opset1") for op in check["ops"])
     assert 'element_type="f16"' in (out / "model.xml").read_text()
     assert Report.load(out) == r
+    # The FP16 floor (Keras with FP16-rounded weights) is measured, and the IR is close to it.
+    floor = r.fidelity["openvino_fp16"]["fp16_weights_floor_rel"]
+    assert 0 < floor < 1e-3
+    assert r.fidelity["openvino_fp16"]["max_abs_error_rel"] <= 1.5 * floor + 1e-6
+
+
+def test_fp16_check_accepts_the_floor_but_not_more():
+    from tfm_fuse.converters._fidelity import check_fp16
+
+    m = {"max_abs_error_rel": 1.3e-3, "n_samples": 10}
+    assert check_fp16("ir", m, 1e-3, floor=1e-3) == []            # within 1.5x the FP16 floor
+    assert check_fp16("ir", m, 1e-3, floor=None)                   # no floor: the plain bar
+    (issue,) = check_fp16("ir", {**m, "max_abs_error_rel": 2e-3}, 1e-3, floor=1e-3)
+    assert "2e-03" in issue or "0.002" in issue
+    assert "FP16 weights alone cost 0.001" in issue and "0.0015" in issue
 
 
 def test_opset11_op_is_refused_and_nothing_written(tmp_path):

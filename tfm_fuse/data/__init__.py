@@ -43,3 +43,17 @@ def load_mnist(n_train: int = 8000, n_test: int = 2000):
     train = (images[:n_train], labels[:n_train])
     test = (images[10000 - n_test :], labels[10000 - n_test :])
     return train, test
+
+
+def as_rgb(images: np.ndarray, size: int) -> np.ndarray:
+    """Digits as inputs for RGB models (e.g. `keras.applications`): resized, 3 channels, [-1, 1].
+
+    Example:
+        >>> (x, _), _ = load_mnist(n_train=64, n_test=0)
+        >>> as_rgb(x, 32).shape
+        (64, 32, 32, 3)
+    """
+    import tensorflow as tf
+
+    resized = tf.image.resize(images, (size, size)).numpy()
+    return np.repeat(resized, 3, axis=-1) * 2.0 - 1.0
