@@ -54,7 +54,6 @@ from tfm_fuse.pruning import fupruner  # noqa: E402
 HERE = Path(__file__).resolve().parent
 RUNTIMES = ("litert_int8", "openvino_cpu", "onnxruntime", "litert_fp32")
 GOAL_RUNTIMES = ("litert_int8", "openvino_cpu", "onnxruntime")
-SHAPE = (32, 32, 3)
 
 
 def log(msg: str) -> None:
@@ -81,10 +80,10 @@ def stage_widths(model) -> tuple[int, ...]:
     return tuple(outer)
 
 
-def build_models(widths, macs_removed: float) -> tuple[dict, dict, object]:
+def build_models(widths, macs_removed: float, shape: tuple) -> tuple[dict, dict, object]:
     """{case: fused Keras model}, {case: note}, and the unfused baseline."""
     base = tfm_fuse.models.randomize_weights(
-        tfm_fuse.models.residual_cnn(input_shape=SHAPE, widths=tuple(widths)), seed=0)
+        tfm_fuse.models.residual_cnn(input_shape=shape, widths=tuple(widths)), seed=0)
     models, notes = {"baseline": tfm_fuse.fuse(base)}, {"baseline": ""}
     for align in (None, 8):
         name = "fupruner" if align is None else f"fupruner align={align}"
@@ -104,7 +103,7 @@ def build_models(widths, macs_removed: float) -> tuple[dict, dict, object]:
                          ("hand-thinned unaligned", "fupruner")):
         thin = stage_widths(models[source])
         hand = tfm_fuse.models.randomize_weights(
-            tfm_fuse.models.residual_cnn(input_shape=SHAPE, widths=thin), seed=1)
+            tfm_fuse.models.residual_cnn(input_shape=shape, widths=thin), seed=1)
         models[name] = tfm_fuse.fuse(hand)
         notes[name] = f"residual_cnn(widths={thin}), the widths of {source}"
     return models, notes, base
@@ -115,13 +114,15 @@ def default_tfmot_python() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def tfmot_case(base, widths, sparsity: float, python: str, out: Path, calib) -> tuple[dict, dict]:
+def tfmot_case(base, widths, sparsity: float, python: str, out: Path,
+               calib: np.ndarray) -> tuple[dict, dict]:
     """Artefact paths and stats of the tfmot-sparse model; raises RuntimeError with a reason."""
     weights = out / "baseline_weights.npz"
     np.savez(weights, **{f"{layer.name}/{i}": w for layer in base.layers
                          for i, w in enumerate(layer.get_weights())})
     cmd = [python, str(HERE / "_tfmot_sparsity.py"), "--weights", str(weights),
-           "--widths", *map(str, widths), "--sparsity", str(sparsity), "--out", str(out / "tfmot")]
+           "--widths", *map(str, widths), "--input-shape", *map(str, calib.shape[1:]),
+           "--sparsity", str(sparsity), "--out", str(out / "tfmot")]
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode:
@@ -260,6 +261,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", type=int, nargs=3, default=(64, 128, 256),
                     help="stage widths of the baseline (32 64 128 is overhead-dominated here)")
+    ap.add_argument("--size", type=int, default=32,
+                    help="input height and width (3 channels); 64 makes compute dominate more")
     ap.add_argument("--macs-removed", type=float, default=0.5)
     ap.add_argument("--runs", type=int, default=200, help="timed runs per case and runtime")
     ap.add_argument("--rounds", type=int, default=5)
@@ -273,11 +276,12 @@ def main() -> None:
     tmp = None if args.out else tempfile.TemporaryDirectory()
     out = Path(args.out or tmp.name)
     out.mkdir(parents=True, exist_ok=True)
-    calib = np.random.default_rng(0).normal(size=(64, *SHAPE)).astype(np.float32)
+    shape = (args.size, args.size, 3)
+    calib = np.random.default_rng(0).normal(size=(64, *shape)).astype(np.float32)
 
-    log(f"building models: residual_cnn{SHAPE} widths {tuple(args.widths)}, "
+    log(f"building models: residual_cnn{shape} widths {tuple(args.widths)}, "
         f"{args.macs_removed:.0%} MACs removed")
-    models, notes, base = build_models(args.widths, args.macs_removed)
+    models, notes, base = build_models(args.widths, args.macs_removed, shape)
     macs = {name: tfm_fuse.profile(m).macs for name, m in models.items()}
     widths_txt = {name: widths_of(m) for name, m in models.items()}
 
