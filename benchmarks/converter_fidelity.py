@@ -107,16 +107,16 @@ def edgetpu_line(name: str, report) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | Keras acc | artefact | size | top-1 agreement | max-abs err / scale | "
-            "FP16 floor | OV 2022.3.2 − 2026.4 | report ok |")
+    head = ("| model | Keras acc | target: artefact | size | top-1 agreement | "
+            "max-abs err / scale | FP16 floor | OV 2022.3.2 − 2026.4 | report ok |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         size = f"{r['bytes'] / 1024:.0f} KiB" if r["bytes"] else "–"
         top1 = f"{r['top1']:.2%}" if r["top1"] is not None else "–"
         floor = f"{r['fp16_floor']:.2e}" if r["fp16_floor"] is not None else "–"
         legacy = f"{r['vs_2026']:.1e}" if r["vs_2026"] is not None else "–"
-        lines.append(f"| {r['model']} | {r['keras_acc']:.2%} | {r['artefact']} | {size} | "
-                     f"{top1} | {r['rel_err']:.2e} | {floor} | {legacy} | {r['ok']} |")
+        lines.append(f"| {r['model']} | {r['keras_acc']:.2%} | {r['target']}: {r['artefact']} "
+                     f"| {size} | {top1} | {r['rel_err']:.2e} | {floor} | {legacy} | {r['ok']} |")
     return "\n".join(lines)
 
 
@@ -145,9 +145,10 @@ def main() -> None:
         for report in reports.values():
             for issue in report.issues:
                 print(f"{name} {report.target}: ISSUE {issue}")
-        rows += rows_for(name, accuracy, reports)
+        new_rows = rows_for(name, accuracy, reports)
+        rows += new_rows
         lines.append(edgetpu_line(name, reports["edgetpu"]))
-        print(table(rows), flush=True)
+        print(table(new_rows), flush=True)
     print(f"\n{table(rows)}\n\n" + "\n".join(lines))
     print(f"\nheld-out images: {len(x_test)}; calibration: {N_CALIBRATION} training images; "
           f"{time.time() - start:.0f} s; artefacts in {out}")
