@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -168,13 +167,18 @@ def sample_array(data: Any, src: Source, *, what: str, max_samples: int = 256) -
     """
     expected = src.input_shape[1:]
     if isinstance(data, np.ndarray) or _is_tensor(data):
-        arrays = [np.asarray(data)]
+        elements = [np.asarray(data)]
     else:
-        arrays = list(itertools.islice(_iter_elements(data, what), max_samples))
-    if not arrays:
+        elements = _iter_elements(data, what)
+    batches, n = [], 0
+    for element in elements:  # stop reading once enough samples are in (a dataset may be huge)
+        batches.append(_as_batch(element, expected, src, what))
+        n += len(batches[-1])
+        if n >= max_samples:
+            break
+    if not batches:
         raise ConfigError(f"{what} for input '{src.input_name}' is empty. Accepted: at least "
                           f"one sample of shape {expected}.")
-    batches = [_as_batch(a, expected, src, what) for a in arrays]
     x = np.concatenate(batches, axis=0)[:max_samples]
     return x.astype(src.input_dtype, copy=False)
 

@@ -38,7 +38,7 @@ if path is None:
     model.export(str(path), verbose=False)
     print(f"exported {path}")
 
-calib = dict(representative_data=x[:256], validation_data=x_val)
+calib = dict(representative_data=x[:500], validation_data=x_val)
 targets = {
     "edgetpu": lambda out: converters.edgetpu.convert(path, out, **calib, overwrite=True),
     "tensorrt": lambda out: converters.tensorrt.convert(path, out, **calib, overwrite=True),

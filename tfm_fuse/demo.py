@@ -144,7 +144,7 @@ def run_demo(out: Path, *, epochs: int = 6, macs_removed: float = 0.5, n_train: 
                         - masked.predict(xt[:256], verbose=0)).max())
     print(f"      pruned (stripped+fused) vs masked model: max |difference| = {diff:.2e}")
     print("[4/5] converting both models for Edge TPU, Jetson, OpenVINO and ONNX")
-    reports = {name: convert_all(m, out / name, representative_data=x[:256],
+    reports = {name: convert_all(m, out / name, representative_data=x[:500],
                                  validation_data=xt[:500], overwrite=True, keep_failed=True)
                for name, m in models.items()}
     print("[5/5] timing both models side by side")

@@ -84,33 +84,47 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> keras.Model:
 
 
 def reestimate_batchnorm(model: keras.Model, x, batch_size: int = 256) -> keras.Model:
-    """Sets every BatchNorm's moving statistics to the mean of those of `x`'s batches, in place.
+    """Sets every BatchNorm's moving statistics to the statistics of its inputs over `x`, in place.
 
     After a short training the moving averages (momentum 0.99) still remember the first steps,
     and inference-mode outputs can be far from training-mode ones (a MobileNetV2 trained 3
     epochs on 8,000 digits: 8 % held-out accuracy before, 92 % after). Do it before converting.
+    Per-batch means and variances are combined exactly (weighted by batch size). BatchNorms of
+    nested models are not visited.
 
     Example:
         >>> reestimate_batchnorm(model, x_train[:1024])
     """
     import numpy as np
 
+    from tfm_fuse.errors import ConfigError
+
+    if len(x) == 0:
+        raise ConfigError("reestimate_batchnorm needs at least one sample. Received: empty x.")
     layers = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    momenta = [l.momentum for l in layers]
-    sums = [[np.zeros(l.moving_mean.shape), np.zeros(l.moving_variance.shape)] for l in layers]
-    batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    saved = [(l.momentum, l.moving_mean.numpy(), l.moving_variance.numpy()) for l in layers]
+    stats = [[] for _ in layers]  # per layer: (n, mean, variance) of each batch
     try:
         for layer in layers:
-            layer.momentum = 0.0  # the moving statistics become those of the last batch
-        for batch in batches:
+            layer.momentum = 0.0  # the moving statistics become those of the batch just seen
+        for i in range(0, len(x), batch_size):
+            batch = x[i:i + batch_size]
             model(batch, training=True)
-            for (mean, var), layer in zip(sums, layers):
-                mean += keras.ops.convert_to_numpy(layer.moving_mean)
-                var += keras.ops.convert_to_numpy(layer.moving_variance)
+            for layer, seen in zip(layers, stats):
+                seen.append((len(batch), layer.moving_mean.numpy(), layer.moving_variance.numpy()))
+    except BaseException:
+        for layer, (_, mean, var) in zip(layers, saved):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(var)
+        raise
     finally:
-        for layer, momentum in zip(layers, momenta):
+        for layer, (momentum, _, _) in zip(layers, saved):
             layer.momentum = momentum
-    for (mean, var), layer in zip(sums, layers):
-        layer.moving_mean.assign(mean / len(batches))
-        layer.moving_variance.assign(var / len(batches))
+    for layer, seen in zip(layers, stats):
+        n = np.array([s[0] for s in seen], dtype="float64")[:, None]
+        means, variances = np.stack([s[1] for s in seen]), np.stack([s[2] for s in seen])
+        mean = (n * means).sum(0) / n.sum()
+        variance = (n * (variances + (means - mean) ** 2)).sum(0) / n.sum()
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
     return model

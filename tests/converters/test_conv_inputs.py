@@ -125,3 +125,6 @@ def test_keras_file_and_saved_model_sources(tmp_path, tiny_model, tiny_data):
     r = edgetpu.convert(saved, tmp_path / "from_saved_model", representative_data=tiny_data,
                         min_top1=None)
     assert r.ok and r.fidelity["tflite_int8"]["max_abs_error_rel"] < 0.05
+    # A SavedModel runs its own variables inside TFSMLayer: no FP16 floor can be measured.
+    r = openvino.convert(saved, tmp_path / "ov_from_saved_model", validation_data=tiny_data[:8])
+    assert r.ok and "fp16_weights_floor_rel" not in r.fidelity["openvino_fp16"]

@@ -167,11 +167,16 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
     from tfm_fuse.pruning.prune import prune, validate_rate
 
     validate_rate(macs_removed, "macs_removed")
+    # zero_masked=False: the weights, hence the scores, stay those of `model` at every probe,
+    # so MACs removed is a fixed, monotone function of the rate.
     updater = MaskUpdater(prune(model, method="fupruner"), criterion=criterion, scope=scope,
-                          align=align)
+                          align=align, zero_masked=False)
+    memo: dict[float, float] = {}
 
     def removed(rate: float) -> float:
-        return updater.update(rate)["prune_macs_removed"]
+        if rate not in memo:
+            memo[rate] = updater.update(rate)["prune_macs_removed"]
+        return memo[rate]
 
     lo, hi = _bisect(lambda r: removed(r) < macs_removed, 0.0, 0.95)
     nearer = hi if removed(hi) - macs_removed <= macs_removed - removed(lo) else lo
