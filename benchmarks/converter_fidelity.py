@@ -2,7 +2,8 @@
 
 Models, trained here on the shipped digits so that top-1 agreement means something:
 - `thin ResNet`: the demo's model, `tfm_fuse.models.residual_cnn(widths=(32, 64, 128))` on
-  28×28 digits, trained under FuPruner to half its MACs, stripped and fused;
+  28×28 digits, trained under FuPruner to half its MACs (the demo's schedule, without its
+  `align=8` and accuracy guard), stripped and fused;
 - `MobileNetV2` and `ResNet50`: `keras.applications`, `weights=None`, 10 classes, digits as
   32×32 RGB (`tfm_fuse.data.as_rgb`), BatchNorm statistics re-estimated after training.
 
@@ -52,7 +53,8 @@ def train(model: keras.Model, x, y, epochs: int, callbacks=()) -> keras.Model:
 
 
 def thin_resnet(x, y, epochs: int) -> keras.Model:
-    """The demo's recipe: FuPruner during `fit` (half the MACs), then `strip` and `fuse`."""
+    """The demo's schedule (FuPruner during `fit`, half the MACs; unaligned, no accuracy
+    guard), then `strip` and `fuse`."""
     keras.utils.set_random_seed(0)
     model = tfm_fuse.models.residual_cnn(widths=(32, 64, 128))
     rate = rate_for_macs(model, 0.5)

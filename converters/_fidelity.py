@@ -72,6 +72,7 @@ def fp16_floor(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None
     import keras
 
     from tfm_fuse import fuse
+    from tfm_fuse.converters._source import first_output
     from tfm_fuse.errors import TfmFuseError
 
     if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
@@ -88,20 +89,12 @@ def fp16_floor(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None
             return None
         copy.set_weights(rounded)
         # eager calls, not predict(): a new model per conversion would retrace (and warn)
-        out = np.concatenate([_first_output(copy(x[i:i + 64], training=False))
+        out = np.concatenate([first_output(copy(x[i:i + 64], training=False))
                               for i in range(0, len(x), 64)])
     except Exception:  # noqa: BLE001 - a side measurement: no floor rather than a failed IR
         return None
     floor = compare(reference, out)["max_abs_error_rel"]
     return floor if np.isfinite(floor) else None
-
-
-def _first_output(out: Any) -> np.ndarray:
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    return np.asarray(out)
 
 
 def check_fp16(name: str, metrics: dict[str, Any], max_rel: float, floor: float | None,

@@ -42,12 +42,7 @@ class Source:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Keras inference-mode outputs for `x` (first output when there are several)."""
-        out = self.model(x, training=False)
-        if isinstance(out, dict):
-            out = next(iter(out.values()))
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        return np.asarray(out)
+        return first_output(self.model(x, training=False))
 
     def export_saved_model(self, path: str | os.PathLike) -> str:
         """Exports a SavedModel whose serving signature has this static input shape."""
@@ -61,6 +56,15 @@ class Source:
             raise ConversionError(f"Keras SavedModel export of input '{self.input_name}' "
                                   f"{self.input_shape} failed: {e}") from e
         return str(path)
+
+
+def first_output(out: Any) -> np.ndarray:
+    """A Keras call's first output as an array (`out` may be a tensor, a dict or a list)."""
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    return np.asarray(out)
 
 
 def load_source(model: ModelLike) -> Source:

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 
 import keras
@@ -171,12 +172,10 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
     # so MACs removed is a fixed, monotone function of the rate.
     updater = MaskUpdater(prune(model, method="fupruner"), criterion=criterion, scope=scope,
                           align=align, zero_masked=False)
-    memo: dict[float, float] = {}
 
+    @functools.cache
     def removed(rate: float) -> float:
-        if rate not in memo:
-            memo[rate] = updater.update(rate)["prune_macs_removed"]
-        return memo[rate]
+        return updater.update(rate)["prune_macs_removed"]
 
     lo, hi = _bisect(lambda r: removed(r) < macs_removed, 0.0, 0.95)
     nearer = hi if removed(hi) - macs_removed <= macs_removed - removed(lo) else lo
