@@ -1,176 +1,255 @@
 """`FuPruner`: fusion-catalyzed dynamic filter pruning during `fit`, with an accuracy requirement.
 
-The callback orchestrates; the mask math is `tfm_fuse.pruning.fupruner.MaskUpdater`. Every
-`update_freq` (epochs, or batches when an integer) it asks the schedule for a rate, lowers it by
-the accuracy guard's back-off, and re-masks the model (soft filter pruning: masked filters are
-zeroed but keep training and may come back). The pruning step (batches seen) is written into the
-wrappers, so `model.save` → `keras.models.load_model` → `fit` resumes where it stopped.
+The callback orchestrates; the mask math is `tfm_fuse.pruning.fupruner.MaskUpdater`. With no
+schedule given it derives one from `fit`'s length: no pruning for the first 20 % of the steps
+(or the guard's reference epochs), a gradual ramp to the budget `prune()` was given until halfway
+through the rest, then masks fixed while the model recovers. Every mask change restarts the
+BatchNorm moving statistics (`pruning.batchnorm.StatisticsRestart`), so the model is right in
+inference mode — the mode it is validated and deployed in — a few batches after each change.
 
-It adds `prune_rate`, `prune_target`, `prune_params`, `prune_macs`, `prune_macs_removed` (of the
-would-be-stripped model) to the logs: the progress bar, `CSVLogger` and `TensorBoard` show them
-when they come after `FuPruner` in the callbacks list.
+It adds `prune_target`, `prune_rate`, `prune_macs`, `prune_params`, `prune_macs_removed`,
+`prune_params_removed`, `prune_memory_removed` and `prune_backoff` to the logs: the progress
+bar, `CSVLogger` and `TensorBoard` show them when they come after `FuPruner` in the list.
 
 Example:
-    >>> masked = tfm_fuse.prune(model, method="fupruner", rate=0.5, align=8)
-    >>> masked.fit(x, y, validation_data=(xv, yv), epochs=10,
-    ...            callbacks=[callbacks.FuPruner(PolynomialDecay(0.0, 0.5, 0, 500), max_drop=0.01)])
+    >>> masked = tfm_fuse.prune(model, method="fupruner", macs=0.5)
+    >>> masked.fit(x, y, validation_split=0.1, epochs=4, callbacks=[callbacks.FuPruner()])
     >>> small = tfm_fuse.strip(masked)
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
+import warnings
 
 import keras
+import numpy as np
 
 from tfm_fuse.errors import ConfigError, UnsupportedModelError
 from tfm_fuse.graph import functional_view
 from tfm_fuse.pruning import allocation, criteria
-from tfm_fuse.pruning.fupruner import MaskUpdater, defaults_for, wrappers
-from tfm_fuse.pruning.schedules import Schedule, as_schedule
+from tfm_fuse.pruning.batchnorm import StatisticsRestart
+from tfm_fuse.pruning.fupruner import MaskUpdater, read_options, write_options, wrappers
+from tfm_fuse.pruning.guard import AccuracyGuard
+from tfm_fuse.pruning.schedules import (Schedule, as_schedule, gradual, schedule_from_config,
+                                        schedule_to_config)
+from tfm_fuse.validation import check_number, check_positive_int, is_number
+
+WARMUP = 0.2        # fraction of fit's steps before the derived schedule starts pruning
+UPDATES = 20        # mask updates over the derived schedule's ramp ("auto" update_freq)
+MIN_RECOVERY = 0.2  # a schedule leaving less than this fraction of fit after its end warns
 
 
 class FuPruner(keras.callbacks.Callback):
-    """Prune filters during `fit` following a schedule, under an optional accuracy requirement.
+    """Prune filters during `fit` towards the budget of `prune()`, under an optional requirement.
 
     Args:
-        schedule: a rate in [0, 1), a `tfm_fuse.pruning.schedules.Schedule`, or a tfmot
-            `PruningSchedule` (sparsity read as channel rate). Defaults to the `rate` given to
-            `tfm_fuse.prune(method="fupruner")`, else `0.5`.
-        criterion: `"l1"`, `"l2"` or `"fused"` (filter norm × folded BN scale). Defaults to the
-            model's `prune()` options, else `"fused"`.
-        scope: `"global"` (one ranking over all layers) or `"layer"`. Defaults likewise, else
-            `"global"`.
-        align: keep a multiple of this many channels per group. Defaults likewise, else `None`.
-        update_freq: `"epoch"`, or an integer number of batches between updates.
-            Defaults to `"epoch"`.
-        max_drop: allowed drop of `monitor` against the reference; `None` disables the guard.
+        schedule: `None` (derived from `fit`'s length, see the module docstring), a final
+            budget value (same derived timing, in the budget's unit: `prune(macs=0.5)` makes
+            `FuPruner(0.4)` remove 40 % of MACs), or a `tfm_fuse.pruning.schedules.Schedule` /
+            tfmot `PruningSchedule` with its own timing. Defaults to `None`.
+        criterion: `"l1"`, `"l2"` or `"fused"`. Defaults to the model's `prune()` options.
+        scope: `"global"` or `"layer"`. Defaults to the model's `prune()` options.
+        align: keep a multiple of this many channels per group. Defaults likewise.
+        update_freq: `"auto"` (about 20 updates over the schedule's ramp), `"epoch"`, or a
+            number of batches between updates. Defaults to `"auto"`.
+        max_drop: allowed drop of `monitor` below the reference; `None` disables the guard.
             Defaults to `None`.
-        baseline: the reference value; `None` takes the best `monitor` of the first
-            `reference_epochs` epochs, during which masks are not updated. Defaults to `None`.
-        monitor: the metric the guard watches. Defaults to `"val_accuracy"`.
+        baseline: the reference value; `None` takes the best `monitor` of the epochs before
+            the first mask change (the derived schedule waits `reference_epochs` for them).
+            Defaults to `None`.
+        monitor: the metric the guard watches. Validation metrics are computed by `fit` in
+            inference mode with the masks in place. Defaults to `"val_accuracy"`.
+        mode: `"max"`, `"min"`, or `"auto"` (from the metric, as `EarlyStopping` does).
+            Defaults to `"auto"`.
         reference_epochs: see `baseline`. Defaults to `1`.
-        backoff: rate removed from the schedule's each epoch the drop is exceeded, and given
-            back each epoch it is not. Defaults to `0.05`.
+        backoff: budget taken off the schedule each epoch the requirement is broken, and given
+            back each epoch it holds. Defaults to `0.05`.
         max_group_rate: at most this fraction of one group is masked. Defaults to `0.9`.
-        verbose: print each update. Defaults to `0`.
+        verbose: print each update and each decision of the guard. Defaults to `0`.
 
     Raises:
-        ConfigError: a bad option (at construction) or an accuracy requirement on a validation
-            metric without validation data (in `on_train_begin`, before the first epoch).
+        ConfigError: a bad option (at construction), a guard on a metric `fit` does not log
+            (at the first epoch's end), or a derived schedule on data of unknown length.
         UnsupportedModelError: a model without `PruneWrapper`s or a tf_keras (Keras 2) model.
     """
 
     def __init__(self, schedule=None, *, criterion: str | None = None, scope: str | None = None,
-                 align: int | None = None, update_freq: str | int = "epoch",
+                 align: int | None = None, update_freq: str | int = "auto",
                  max_drop: float | None = None, baseline: float | None = None,
-                 monitor: str = "val_accuracy", reference_epochs: int = 1, backoff: float = 0.05,
-                 max_group_rate: float = 0.9, verbose: int = 0):
+                 monitor: str = "val_accuracy", mode: str = "auto", reference_epochs: int = 1,
+                 backoff: float = 0.05, max_group_rate: float = 0.9, verbose: int = 0):
         super().__init__()
-        self.schedule: Schedule | None = None if schedule is None else as_schedule(schedule)
+        self.final = None if not is_number(schedule) else check_number(schedule, "schedule",
+                                                                       high=0.99)
+        self.schedule: Schedule | None = None if schedule is None or self.final is not None \
+            else as_schedule(schedule)
         if criterion is not None:
             criteria.get(criterion)
         if scope is not None:
             allocation.parse_scope(scope)
         self.criterion, self.scope, self.align = criterion, scope, allocation.check_align(align)
-        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int)
-                                       or update_freq < 1):
-            raise ConfigError("`update_freq` must be 'epoch' or a positive number of batches. "
-                              f"Received: update_freq={update_freq!r}")
+        if update_freq not in ("auto", "epoch"):
+            update_freq = check_positive_int(update_freq, "update_freq")
         self.update_freq = update_freq
-        if max_drop is not None and (not isinstance(max_drop, (int, float)) or max_drop < 0):
-            raise ConfigError(f"`max_drop` must be a number >= 0 or None. Received: max_drop={max_drop!r}")
-        if not isinstance(reference_epochs, int) or reference_epochs < 1:
-            raise ConfigError("`reference_epochs` must be a positive integer. "
-                              f"Received: reference_epochs={reference_epochs!r}")
-        if not isinstance(backoff, (int, float)) or not 0 < backoff <= 1:
-            raise ConfigError(f"`backoff` must be in (0, 1]. Received: backoff={backoff!r}")
-        if not 0 < max_group_rate <= 1:
-            raise ConfigError(f"`max_group_rate` must be in (0, 1]. Received: {max_group_rate!r}")
-        self.max_drop, self.baseline, self.monitor = max_drop, baseline, monitor
-        self.reference_epochs, self.backoff = reference_epochs, float(backoff)
-        self.max_group_rate, self.verbose = max_group_rate, verbose
+        self.guard = None if max_drop is None else AccuracyGuard(
+            max_drop=max_drop, baseline=baseline, monitor=monitor, mode=mode, backoff=backoff)
+        self.reference_epochs = check_positive_int(reference_epochs, "reference_epochs")
+        self.max_group_rate = check_number(max_group_rate, "max_group_rate", high=1.0,
+                                           low_open=True)
+        self.verbose = verbose
 
     # --- training hooks --------------------------------------------------------------------
     def on_train_begin(self, logs=None):
-        model = self.model
-        _check_model(model)
-        defaults = defaults_for(model)
-        self._schedule = self.schedule or as_schedule(defaults.rate)
+        _check_model(self.model)
+        options = read_options(self.model)
+        self.step = MaskUpdater.read_step_of(self.model)
+        self.budget = options.budget if self.final is None else options.budget.with_value(self.final)
+        self._schedule, self._freq = self._resolve_schedule(options)
         self._updater = MaskUpdater(
-            model, criterion=self.criterion or defaults.criterion, scope=self.scope or defaults.scope,
-            align=self.align if self.align is not None else defaults.align,
-            max_group_rate=self.max_group_rate)
-        if self.max_drop is not None and self.baseline is None and self.monitor.startswith("val_") \
-                and _fit_has_validation() is False:
-            raise ConfigError(
-                f"FuPruner(max_drop={self.max_drop}) watches '{self.monitor}', but fit() got no "
-                "validation data. Pass validation_data= or validation_split= to fit(), a "
-                "baseline= value, or a training metric as monitor=.")
-        self.step = self._updater.read_step()
-        self.penalty = 0.0
-        self.reference = self.baseline
-        self.epochs_seen = 0
-        self.target = 0.0
-        end = getattr(self._schedule, "end_step", -1)
-        self.finished = end not in (None, -1) and self.step >= end  # resumed after the end
+            self.model, criterion=self.criterion or options.criterion,
+            scope=self.scope or options.scope,
+            align=self.align if self.align is not None else options.align,
+            max_group_rate=self.max_group_rate, allow_unknown=options.allow_unknown)
+        write_options(self.model, dataclasses.replace(
+            options, budget=self.budget, schedule=schedule_to_config(self._schedule),
+            update_freq=self._freq, criterion=self._updater.criterion_name,
+            scope=self._updater.scope.value, align=self._updater.align))
+        self._restart = StatisticsRestart(self.model)
+        self.penalty, self.target, self.epochs_seen = 0.0, 0.0, 0
+        self._pending = self._epoch_start = False
+        self.changed_at: int | None = None
         self._stats = self._updater.stats()
+        self.pruning_started = self._stats["prune_rate"] > 0
+        if self.guard is not None:
+            self.guard.reset(self.model, reference_allowed=not self.pruning_started)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = True
+        if self.epochs_seen == 0 and epoch and _fit_steps(self.params):  # fit(initial_epoch=)
+            self._fit_end = self.step + (int(self.params["epochs"]) - epoch) * int(self.params["steps"])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Masks change only here, before a batch trains: that batch restarts the BatchNorm
+        # statistics, so no evaluation (validation, the end of fit) ever sees stale ones.
+        due = self._pending or (self._due() and (self._freq != "epoch" or self._epoch_start))
+        self._epoch_start = self._pending = False
+        if due and self.step < self._fit_end:
+            self._update()
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
-        if self.update_freq != "epoch" and self.step % self.update_freq == 0 and self._may_update():
-            self._update()
+        self._restart.after_batch()
+        self._updater.write_step(self.step)  # a checkpoint saved at any batch resumes exactly
         if logs is not None:
             logs.update(self._stats)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         self.epochs_seen += 1
-        self._guard(logs)
-        if self.update_freq == "epoch" and self._may_update():
-            self._update()
-        self._updater.write_step(self.step)
+        if self.guard is not None:
+            penalty = self.guard.observe(logs, epoch, reference=not self.pruning_started,
+                                         penalty=self.penalty)
+            if self.step <= self._freeze:
+                # act at the next batch: the next epoch trains under the new target
+                self._pending = penalty != self.penalty and self.pruning_started
+                self.penalty = penalty
         logs.update(self._stats, prune_target=self.target, prune_backoff=self.penalty)
 
     def on_train_end(self, logs=None):
         self._updater.write_step(self.step)
+        if self.guard is not None:
+            self.guard.conclude(self.budget, self._stats, verbose=self.verbose)
 
     # --- internals -------------------------------------------------------------------------
-    def _may_update(self) -> bool:
-        if self.finished:  # the schedule has ended: masks stay, the model fine-tunes
+    @property
+    def finished(self) -> bool:
+        """The schedule has ended (and the guard holds nothing back, or may no longer act):
+        masks stay as they are while the model fine-tunes."""
+        end = getattr(self._schedule, "end_step", -1)
+        past_end = end not in (None, -1) and self.step > end
+        return past_end and (self.penalty == 0 or self.step > self._freeze)
+
+    def _due(self) -> bool:
+        begin = getattr(self._schedule, "begin_step", 0)
+        if self.finished or self.step < begin:
             return False
-        return (self.max_drop is None or self.baseline is not None
-                or self.epochs_seen >= self.reference_epochs)
+        if self.guard is not None and not self.guard.ready(self.pruning_started):
+            return False  # the guard still needs its reference epochs
+        if self._freq == "epoch":
+            return True
+        end = getattr(self._schedule, "end_step", -1)
+        return (self.step - begin) % self._freq == 0 or self.step == end
 
     def _update(self) -> None:
+        before = self._updater.masks()
         self.target = max(0.0, self._schedule(self.step) - self.penalty)
-        self._stats = self._updater.update(self.target)
-        end = getattr(self._schedule, "end_step", -1)
-        # finished once the schedule's final rate is in place (not while the guard holds it back)
-        self.finished = end not in (None, -1) and self.step >= end and self.penalty == 0
+        self._stats = self._updater.update(self.target, self.budget.kind)
+        after = self._updater.masks()
+        if any(not np.array_equal(before[g], after[g]) for g in after):
+            self.changed_at, self.pruning_started = self.step, True
+            self._restart.restart()
         if self.verbose:
-            print(f"\nFuPruner step {self.step}: target rate {self.target:.3f}, masked "
-                  f"{self._stats['prune_rate']:.3f}, MACs removed {self._stats['prune_macs_removed']:.3f}")
+            print(f"\nFuPruner step {self.step}: target {self.target:.3f} ({self.budget.kind.value}"
+                  f"), channels masked {self._stats['prune_rate']:.3f}, MACs removed "
+                  f"{self._stats['prune_macs_removed']:.3f}")
 
-    def _guard(self, logs: dict) -> None:
-        if self.max_drop is None:
+    def _resolve_schedule(self, options) -> tuple[Schedule, int | str]:
+        """The schedule and update frequency of this `fit`: the user's, the saved one, or derived."""
+        total = _fit_steps(self.params)
+        self._fit_end = self.step + total if total else np.iinfo(np.int64).max
+        saved = schedule_from_config(options.schedule) if self.final is None else None
+        schedule = self.schedule or saved
+        if schedule is None:
+            if not total:
+                raise ConfigError(
+                    "FuPruner derives its schedule from fit's length, which is unknown here (a "
+                    "dataset without a known size). Pass steps_per_epoch= to fit(), or a "
+                    "schedule, e.g. FuPruner(PolynomialDecay(0.0, 0.5, begin_step=0, "
+                    "end_step=1000)).")
+            warmup = round(WARMUP * total)
+            if self.guard is not None and self.guard.baseline is None:
+                warmup = max(warmup, self.reference_epochs * int(self.params["steps"]))
+            schedule = gradual(self.budget.value, begin_step=self.step + warmup,
+                               fit_end_step=self._fit_end)
+        freq = self.update_freq
+        if freq == "auto":
+            freq = options.update_freq if saved is not None and options.update_freq else None
+            end = getattr(schedule, "end_step", -1)
+            if freq is None:
+                span = end - getattr(schedule, "begin_step", 0) if end not in (None, -1) else 0
+                freq = max(1, round(span / UPDATES)) if span > 0 else "epoch"
+        self._warn_without_recovery(schedule, total)
+        return schedule, freq
+
+    @property
+    def _freeze(self) -> int:
+        """The last step at which the guard may still change masks: halfway from the
+        schedule's end to the end of fit, so that the rest of fit recovers from it."""
+        end = getattr(self._schedule, "end_step", -1)
+        last = end if end not in (None, -1) else self._fit_end
+        return last + max(0, self._fit_end - last) // 2
+
+    def _warn_without_recovery(self, schedule, total: int | None) -> None:
+        if not total:
             return
-        if self.monitor not in logs:
-            if self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
-                return  # validation did not run this epoch (validation_freq > 1)
-            raise ConfigError(f"FuPruner watches '{self.monitor}', which the logs do not hold. "
-                              f"Available: {sorted(logs)}")
-        value = float(logs[self.monitor])
-        sign = -1.0 if "loss" in self.monitor else 1.0
-        if self.baseline is None and self.epochs_seen <= self.reference_epochs:
-            best = self.reference
-            self.reference = value if best is None else sign * max(sign * best, sign * value)
-            return
-        drop = sign * (self.reference - value)
-        if drop > self.max_drop:
-            self.penalty = min(1.0, self.penalty + self.backoff)
-        else:
-            self.penalty = max(0.0, self.penalty - self.backoff)
+        end = getattr(schedule, "end_step", -1)
+        left = (self._fit_end - end) if end not in (None, -1) else 0
+        if end in (None, -1) or left < MIN_RECOVERY * total:
+            warnings.warn(
+                f"FuPruner: the schedule {schedule!r} changes masks until "
+                f"{'the end of fit' if end in (None, -1) else f'step {end}'}, leaving "
+                f"{max(left, 0)} of this fit's {total} steps to recover (fewer than "
+                f"{MIN_RECOVERY:.0%}): the model may end fit below its accuracy. Give the "
+                "schedule an end_step well before the last step, or let FuPruner() derive one.",
+                stacklevel=2)
+
+
+def _fit_steps(params: dict | None) -> int | None:
+    params = params or {}
+    if params.get("epochs") and params.get("steps"):
+        return int(params["epochs"]) * int(params["steps"])
+    return None
 
 
 def _check_model(model) -> None:
@@ -179,17 +258,3 @@ def _check_model(model) -> None:
         raise UnsupportedModelError(
             f"Model '{model.name}' holds no PruneWrapper: FuPruner needs the model returned by "
             "tfm_fuse.prune(model, method='fupruner') (or tfm_fuse.wrap(model)).")
-
-
-def _fit_has_validation() -> bool | None:
-    """Whether the `fit` running this callback got validation data; `None` if unknown."""
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            if frame.f_code.co_name == "fit" and "validation_data" in frame.f_locals:
-                local = frame.f_locals
-                return local["validation_data"] is not None or bool(local.get("validation_split"))
-            frame = frame.f_back
-        return None
-    finally:
-        del frame

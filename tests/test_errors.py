@@ -73,7 +73,7 @@ def test_allow_unknown_warns_pins_and_strips_equal():
     assert_equivalent(small, pruned, sample(model))
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, "a", None, float("nan")])
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, "a", True, float("nan")])  # None: the default
 def test_rate_outside_unit_interval(rate):
     with pytest.raises(tfm_fuse.ConfigError, match=r"rate.*\[0, 1\).*Received: rate="):
         tfm_fuse.prune(CASES["sequential"](), rate=rate)

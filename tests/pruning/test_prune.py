@@ -5,7 +5,7 @@ import pytest
 import tfm_fuse
 from tests.pruning.helpers import small_resnet
 from tfm_fuse.pruning import PruneWrapper, complexity_prune, group_mask
-from tfm_fuse.pruning.fupruner import defaults_for
+from tfm_fuse.pruning.fupruner import read_options
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,30 @@ def test_fupruner_method_returns_wrapped_model_at_ones(model):
     masked = tfm_fuse.prune(model, method="fupruner", rate=0.5, align=8, criterion="l2")
     assert any(isinstance(l, PruneWrapper) for l in masked.layers)
     assert all(m.all() for m in _masks(masked).values())
-    assert defaults_for(masked).rate == 0.5 and defaults_for(masked).align == 8
-    assert defaults_for(masked).criterion == "l2"
+    options = read_options(masked)
+    assert (options.budget.kind, options.budget.value, options.align) == ("rate", 0.5, 8)
+    assert options.criterion == "l2"
+    default = read_options(tfm_fuse.prune(model, method="fupruner"))
+    assert (default.budget.kind, default.budget.value) == ("macs", 0.5)
+
+
+@pytest.mark.parametrize("budget, metric", [({"macs": 0.4}, "macs"), ({"params": 0.4}, "params")])
+def test_one_shot_budget_in_the_users_terms(model, budget, metric):
+    small = tfm_fuse.strip(tfm_fuse.prune(model, method="l2", **budget))
+    removed = 1 - getattr(tfm_fuse.profile(small), metric) / getattr(tfm_fuse.profile(model), metric)
+    assert removed == pytest.approx(0.4, abs=0.06)
+
+
+def test_complexity_budget_keywords_name_the_mode(model):
+    a = tfm_fuse.prune(model, method="complexity", params=0.4, seed=1)
+    b = tfm_fuse.prune(model, method="complexity", mode="PA", target=0.4, seed=1)
+    assert [w.shape for w in a.weights] == [w.shape for w in b.weights]
+
+
+def test_numpy_numbers_are_accepted(model):
+    masked = tfm_fuse.prune(model, method="fupruner", rate=np.float32(0.3), align=np.int64(8))
+    options = read_options(masked)
+    assert options.budget.value == pytest.approx(0.3) and options.align == 8
 
 
 @pytest.mark.parametrize("mode, metric", [("PA", "params"), ("FA", "macs"), ("MA", "activation_bytes")])
@@ -65,6 +87,24 @@ def test_complexity_through_prune_is_seeded_and_aligned(model):
     ({"method": "complexity", "target": 1.0}, "target"),
     ({"method": "complexity", "target": -0.5}, "target"),
     ({"method": "complexity", "target": 0.9, "align": 8}, "out of reach"),
+    # every option is checked, whatever the method; the call first
+    ({"method": "l1", "criterion": "bogus", "scope": "bogus", "mode": "bogus", "target": 7.0},
+     "not an option of method='l1'"),
+    ({"method": "l1", "scope": "bogus"}, "Unknown scope"),
+    ({"method": "l2", "mode": "PA"}, "not an option"),
+    ({"method": "fupruner", "target": 0.5}, "not an option"),
+    ({"method": "fupruner", "seed": 1}, "not an option"),
+    ({"method": "fupruner", "rate": 0.3, "macs": 0.5}, "one pruning budget"),
+    ({"method": "fupruner", "macs": 1.2}, "macs"),
+    ({"method": "fupruner", "memory": float("nan")}, "memory"),
+    ({"method": "fupruner", "params": "half"}, "params"),
+    ({"method": "fupruner", "rate": True}, "rate"),
+    ({"method": "complexity", "rate": 0.5}, "not of channels"),
+    ({"method": "complexity", "macs": 0.5, "target": 0.5}, "target"),
+    ({"method": "complexity", "macs": 0.5, "mode": "PA"}, "different metrics"),
+    ({"method": "complexity", "seed": -1}, "seed"),
+    ({"method": "l1", "layers": "conv2d"}, "list of layer names"),
+    ({"method": "l1", "allow_unknown": "yes"}, "allow_unknown"),
 ])
 def test_bad_options(model, kwargs, match):
     with pytest.raises(tfm_fuse.ConfigError, match=match):

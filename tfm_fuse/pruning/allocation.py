@@ -17,10 +17,11 @@ from enum import StrEnum
 
 import numpy as np
 
-from tfm_fuse.errors import ConfigError, parse_choice
+from tfm_fuse.errors import parse_choice
 from tfm_fuse.graph import ModelGraph
 from tfm_fuse.pruning.criteria import Criterion
 from tfm_fuse.pruning.masks import set_group_mask
+from tfm_fuse.validation import check_positive_int
 
 
 class Scope(StrEnum):
@@ -35,9 +36,7 @@ def parse_scope(scope: str) -> Scope:
 
 
 def check_align(align) -> int | None:
-    if align is not None and (isinstance(align, bool) or not isinstance(align, int) or align < 1):
-        raise ConfigError(f"`align` must be a positive integer or None. Received: align={align!r}")
-    return align
+    return check_positive_int(align, "align", allow_none=True)
 
 
 def aligned_keep(size: int, keep: int, align: int | None) -> int:

@@ -18,37 +18,63 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import weakref
 
 import keras
 import numpy as np
 
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation, criteria
+from tfm_fuse.pruning.budget import COST_METRIC, Budget, Kind, solve_rate
 from tfm_fuse.pruning.cost import CostModel
 from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
+from tfm_fuse.validation import check_fraction
+
+# chosen from benchmarks/fupruner_matrix.py (see README, 'Pruning during fit')
+DEFAULT_CRITERION = "fused"
+DEFAULT_SCOPE = "global"
 
 
 @dataclasses.dataclass(frozen=True)
-class FuPrunerDefaults:
-    """Options given to `prune(method="fupruner")`, picked up by a `FuPruner` left unconfigured."""
+class PruningOptions:
+    """What `prune(method="fupruner")` was asked, saved in every wrapper's config.
 
-    rate: float = 0.5
-    criterion: str = "fused"
-    scope: str = "global"
+    `callbacks.FuPruner` takes each option it is not given from here, and writes back the
+    schedule it resolved, so `model.save` -> `keras.models.load_model` -> `fit` resumes with the
+    same budget, ranking, alignment and schedule position (the step is a wrapper weight).
+    """
+
+    budget: Budget = Budget()
+    criterion: str = DEFAULT_CRITERION
+    scope: str = DEFAULT_SCOPE
     align: int | None = None
+    schedule: dict | None = None     # `schedules.schedule_to_config` of the resolved schedule
+    update_freq: int | str | None = None
+    allow_unknown: bool = False
+
+    def get_config(self) -> dict:
+        return {"budget": self.budget.get_config(), "criterion": self.criterion,
+                "scope": self.scope, "align": self.align, "schedule": self.schedule,
+                "update_freq": self.update_freq, "allow_unknown": self.allow_unknown}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "PruningOptions":
+        config = dict(config)
+        config["budget"] = Budget(**config.get("budget", {}))
+        return cls(**config)
 
 
-_DEFAULTS: "weakref.WeakKeyDictionary[keras.Model, FuPrunerDefaults]" = weakref.WeakKeyDictionary()
+def read_options(model: keras.Model) -> PruningOptions:
+    """The options saved in `model`'s wrappers, or the defaults if none were saved."""
+    for w in wrappers(model):
+        if w.pruning_options:
+            return PruningOptions.from_config(w.pruning_options)
+    return PruningOptions()
 
 
-def remember_defaults(model: keras.Model, defaults: FuPrunerDefaults) -> None:
-    _DEFAULTS[model] = defaults
-
-
-def defaults_for(model: keras.Model) -> FuPrunerDefaults:
-    return _DEFAULTS.get(model, FuPrunerDefaults())
+def write_options(model: keras.Model, options: PruningOptions) -> None:
+    for w in wrappers(model):
+        w.pruning_options = options.get_config()
 
 
 def wrappers(model: keras.Model) -> list[PruneWrapper]:
@@ -66,17 +92,21 @@ class MaskUpdater:
         max_group_rate: at most this fraction of one group is masked (global scope).
             Defaults to `0.9`.
         zero_masked: write zeros into masked filters at each update. Defaults to `True`.
+        allow_unknown: analyse layers of unknown type as pinned. Defaults to `False`.
     """
 
-    def __init__(self, model: keras.Model, *, criterion: str = "fused", scope: str = "global",
-                 align: int | None = None, max_group_rate: float = 0.9, zero_masked: bool = True):
+    def __init__(self, model: keras.Model, *, criterion: str = DEFAULT_CRITERION,
+                 scope: str = DEFAULT_SCOPE,
+                 align: int | None = None, max_group_rate: float = 0.9, zero_masked: bool = True,
+                 allow_unknown: bool = False):
         self.model = model
+        self.criterion_name = criterion
         self.criterion = criteria.get(criterion)
         self.scope = allocation.parse_scope(scope)
         self.align = allocation.check_align(align)
         self.max_group_rate = max_group_rate
         self.zero_masked = zero_masked
-        self.graph = analyze(model)
+        self.graph = analyze(model, allow_unknown=allow_unknown)
         self.cost = CostModel(self.graph)
         self.full = self.cost.totals(self.cost.full())
         self.wrappers = wrappers(model)
@@ -85,39 +115,41 @@ class MaskUpdater:
         prunable = [g.channels for g in self.graph.groups if g.prunable]
         self._prunable = np.concatenate(prunable) if prunable else np.zeros(0, np.int64)
 
-    def update(self, rate: float) -> dict[str, float]:
-        """Re-rank and re-mask at `rate`; returns the statistics `stats()` gives."""
+    def update(self, target: float, kind: Kind | str = Kind.RATE) -> dict[str, float]:
+        """Re-rank and re-mask so that `target` of `kind` is removed; returns `stats()`.
+
+        `kind="rate"` masks that fraction of channels; `"macs"`, `"params"`, `"memory"` find the
+        channel rate whose stripped model is reduced by `target` (see `budget.solve_rate`)."""
+        kind = Kind(kind)
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
-        masks = allocation.allocate(scores, rate, scope=self.scope, align=self.align,
-                                    max_group_rate=self.max_group_rate)
-        self._reset_revived_statistics(masks)
+        rate = target if kind is Kind.RATE else self.rate_for(scores, target, kind)
+        masks = self._allocate(scores, rate)
         self._write(masks)
         if self.zero_masked:
             for w in self.wrappers:
                 w.zero_masked_weights(sides=("out",))
+        return self.stats(self._keep(masks))
+
+    def rate_for(self, scores: dict[int, np.ndarray], target: float, kind: Kind) -> float:
+        """The channel rate whose masks (for `scores`) remove `target` of `kind`."""
+        metric = COST_METRIC[Kind(kind)]
+        full = max(self.full[metric], 1)
+
+        @functools.cache
+        def removed(rate: float) -> float:
+            return 1.0 - self.cost.totals(self._keep(self._allocate(scores, rate)))[metric] / full
+
+        return solve_rate(removed, target)
+
+    def _allocate(self, scores, rate: float) -> dict[int, np.ndarray]:
+        return allocation.allocate(scores, rate, scope=self.scope, align=self.align,
+                                   max_group_rate=self.max_group_rate)
+
+    def _keep(self, masks: dict[int, np.ndarray]) -> np.ndarray:
         keep = self.cost.full()
         for gid in self._removable:
             keep[self.graph.groups[gid].channels[masks[gid] == 0]] = False
-        return self.stats(keep)
-
-    def _reset_revived_statistics(self, masks: dict[int, np.ndarray]) -> None:
-        """BatchNorm moving statistics of channels that come back restart at mean 0, variance 1.
-
-        While masked, a channel's BN sees zeros and its moving variance decays towards 0; left so,
-        a revived filter's output would be divided by ~sqrt(eps) in inference mode."""
-        for gid, mask in masks.items():
-            group = self.graph.groups[gid]
-            revived = (mask == 1) & (group_mask(self.model, group) == 0)
-            if not revived.any():
-                continue
-            for (name, side), positions in group.members.items():
-                layer = self.model.get_layer(name)
-                if side != "in" or not isinstance(layer, keras.layers.BatchNormalization):
-                    continue
-                for var, value in ((layer.moving_mean, 0.0), (layer.moving_variance, 1.0)):
-                    v = keras.ops.convert_to_numpy(var).copy()
-                    v[positions[revived].ravel()] = value
-                    var.assign(v)
+        return keep
 
     def _write(self, masks: dict[int, np.ndarray]) -> None:
         """`set_group_mask` for every group, with one read and one assign per mask variable."""
@@ -132,19 +164,29 @@ class MaskUpdater:
             (w.in_mask if side == "in" else w.out_mask).assign(value)
 
     def stats(self, keep: np.ndarray | None = None) -> dict[str, float]:
-        """Masked channel rate, and params / MACs the stripped model would have."""
+        """Masked channel rate, and params / MACs the stripped model would have (and removed)."""
         if keep is None:
             keep = self.cost.keep_from_masks(self.model)
         totals = self.cost.totals(keep)
         rate = 1.0 - float(keep[self._prunable].mean()) if len(self._prunable) else 0.0
-        return {"prune_rate": rate, "prune_params": float(totals["params"]),
-                "prune_macs": float(totals["macs"]),
-                "prune_macs_removed": 1.0 - totals["macs"] / max(self.full["macs"], 1)}
+        out = {"prune_rate": rate, "prune_params": float(totals["params"]),
+               "prune_macs": float(totals["macs"])}
+        for kind, metric in COST_METRIC.items():
+            out[f"prune_{kind.value}_removed"] = 1.0 - totals[metric] / max(self.full[metric], 1)
+        return out
+
+    def masks(self) -> dict[int, np.ndarray]:
+        """The current mask of every prunable group (to tell whether an update changed any)."""
+        return {g.id: group_mask(self.model, g) for g in self.graph.groups if g.prunable}
 
     def read_step(self) -> int:
-        if not self.wrappers:
-            return 0
-        return int(keras.ops.convert_to_numpy(self.wrappers[0].pruning_step))
+        return self.read_step_of(self.model)
+
+    @staticmethod
+    def read_step_of(model: keras.Model) -> int:
+        """The pruning step (batches trained under FuPruner) saved in `model`'s wrappers."""
+        found = wrappers(model)
+        return int(keras.ops.convert_to_numpy(found[0].pruning_step)) if found else 0
 
     def write_step(self, step: int) -> None:
         for w in self.wrappers:
@@ -156,39 +198,18 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
     """The channel rate at which the stripped model has `macs_removed` (a fraction) fewer MACs.
 
     A bisection over the rate, on a wrapped copy of `model` (not modified), with the same
-    allocation FuPruner will use. Use it to turn a compute budget into `prune(..., rate=)`.
-    With `align`, MACs removed is a staircase of the rate (a 64-channel group keeps 48 or 40,
-    nothing between): the rate of whichever step lands nearer the budget is returned, so the
-    result may fall slightly short of `macs_removed` rather than overshoot it by a whole step.
+    allocation FuPruner will use (`budget.solve_rate`: with `align`, the middle of the MAC step
+    nearest the budget). `prune(..., macs=0.5)` does this at every update during `fit`; use this
+    function to turn a compute budget into a fixed `rate=`.
 
     Example:
         >>> rate = rate_for_macs(model, 0.5)            # about 0.3 for a plain CNN
         >>> masked = tfm_fuse.prune(model, method="fupruner", rate=rate, scope="layer")
     """
-    from tfm_fuse.pruning.prune import prune, validate_rate
+    from tfm_fuse.pruning.prune import wrap
 
-    validate_rate(macs_removed, "macs_removed")
-    # zero_masked=False: the weights, hence the scores, stay those of `model` at every probe,
-    # so MACs removed is a fixed, monotone function of the rate.
-    updater = MaskUpdater(prune(model, method="fupruner"), criterion=criterion, scope=scope,
-                          align=align, zero_masked=False)
-
-    @functools.cache
-    def removed(rate: float) -> float:
-        return updater.update(rate)["prune_macs_removed"]
-
-    lo, hi = _bisect(lambda r: removed(r) < macs_removed, 0.0, 0.95)
-    nearer = hi if removed(hi) - macs_removed <= macs_removed - removed(lo) else lo
-    # Return the middle of that step, not its edge, so rounding the rate keeps the result.
-    level = removed(nearer)
-    left = _bisect(lambda r: removed(r) < level, 0.0, nearer)[1]
-    right = _bisect(lambda r: removed(r) <= level, nearer, 0.95)[0]
-    return (left + right) / 2
-
-
-def _bisect(below, lo: float, hi: float, steps: int = 20) -> tuple[float, float]:
-    """Narrows `[lo, hi]` around where the monotone predicate `below(rate)` turns false."""
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if below(mid) else (lo, mid)
-    return lo, hi
+    check_fraction(macs_removed, "macs_removed")
+    updater = MaskUpdater(wrap(model), criterion=criterion, scope=scope, align=align,
+                          zero_masked=False)
+    scores = allocation.group_scores(updater.model, updater.graph, updater.criterion)
+    return updater.rate_for(scores, macs_removed, Kind.MACS)

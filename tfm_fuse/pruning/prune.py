@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from enum import StrEnum
 from typing import Iterable
 
@@ -18,11 +19,13 @@ import numpy as np
 from tfm_fuse.errors import ConfigError, UnsupportedModelError, parse_choice
 from tfm_fuse.graph import ModelGraph, analyze
 from tfm_fuse.pruning import criteria
-from tfm_fuse.pruning.allocation import (aligned_keep, allocate, apply_masks, check_align,
-                                         group_scores, parse_scope)
-from tfm_fuse.pruning.fupruner import FuPrunerDefaults, remember_defaults
+from tfm_fuse.pruning.allocation import aligned_keep, check_align, parse_scope
+from tfm_fuse.pruning.budget import Budget, Kind
+from tfm_fuse.pruning.fupruner import (DEFAULT_CRITERION, DEFAULT_SCOPE, MaskUpdater,
+                                       PruningOptions, write_options)
 from tfm_fuse.pruning.wrapper import WRAPPABLE, PruneWrapper
 from tfm_fuse.rebuild import rebuild
+from tfm_fuse.validation import check_fraction
 from tfm_fuse import rules
 
 
@@ -91,9 +94,7 @@ def keep_count(size: int, rate: float, align: int | None) -> int:
 
 
 def validate_rate(rate: float, name: str = "rate") -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
-        raise ConfigError(f"`{name}` must be a number in [0, 1). Received: {name}={rate!r}")
-    return float(rate)
+    return check_fraction(rate, name)
 
 
 class Method(StrEnum):
@@ -106,60 +107,123 @@ class Method(StrEnum):
     COMPLEXITY = "complexity"
 
 
+# which options each method reads; any other option given is a mistake worth saying
+_APPLIES = {
+    "criterion": {Method.FUPRUNER},
+    "scope": {Method.FUPRUNER, Method.L1, Method.L2, Method.FUSED},
+    "mode": {Method.COMPLEXITY},
+    "target": {Method.COMPLEXITY},
+    "seed": {Method.COMPLEXITY},
+    "layers": {Method.FUPRUNER, Method.L1, Method.L2, Method.FUSED},
+}
+_COMPLEXITY_MODE = {Kind.PARAMS: "PA", Kind.MACS: "FA", Kind.MEMORY: "MA"}
+
+
 def _parse_method(method: str) -> Method:
     return parse_choice(Method, method, "method", "pruning method")
 
 
-def prune(model: keras.Model, *, method: str = "l1", rate: float = 0.3, align: int | None = None,
-          criterion: str = "fused", scope: str = "global", mode: str = "FA",
-          target: float | None = None, seed: int | None = 0,
+def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
+          macs: float | None = None, params: float | None = None, memory: float | None = None,
+          align: int | None = None, criterion: str | None = None, scope: str | None = None,
+          mode: str | None = None, target: float | None = None, seed: int | None = None,
           layers: Iterable[str] | None = None, allow_unknown: bool = False) -> keras.Model:
     """Prune `model`: one-shot, prepared for the `FuPruner` callback, or complexity-driven.
 
+    The budget is one of `rate` (fraction of channels), `macs`, `params` or `memory` (fraction
+    of the stripped model's MACs, parameters or activation bytes to remove).
+
     Args:
         model: a Sequential or functional Keras 3 model. Not modified.
-        method: `"l1"`, `"l2"`, `"fused"`: mask the `rate` lowest-norm channels of each group
-            now. `"fupruner"`: wrap with masks at 1; `callbacks.FuPruner` moves them during
-            `fit` (and takes `rate`, `criterion`, `scope`, `align` from here unless given).
+        method: `"l1"`, `"l2"`, `"fused"`: mask the lowest-norm channels now (one-shot).
+            `"fupruner"`: wrap with masks at 1; `callbacks.FuPruner` moves them during `fit`,
+            towards the budget, with the options given here (saved with the model).
             `"complexity"`: prune at initialisation to a thin model (see `complexity_prune`).
             Defaults to `"l1"`.
-        rate: fraction of channels to mask, in [0, 1). Defaults to `0.3`.
+        rate: fraction of channels to mask, in [0, 1). Defaults to `0.3` for one-shot methods.
+        macs: fraction of MACs to remove. Defaults to `0.5` for `"fupruner"` and
+            `"complexity"` when no budget is given.
+        params: fraction of parameters to remove.
+        memory: fraction of activation memory to remove.
         align: keep a multiple of this many channels per group. Defaults to `None`.
         criterion: FuPruner's ranking, `"l1"`, `"l2"` or `"fused"`. Defaults to `"fused"`.
-        scope: FuPruner's allocation, `"global"` or `"layer"`. Defaults to `"global"`.
-        mode: complexity mode, `"PA"`, `"FA"` or `"MA"`. Defaults to `"FA"`.
-        target: complexity reduction to reach, in (0, 1). Defaults to `rate`.
+        scope: `"global"` (one ranking over all groups) or `"layer"` (the same rate in each).
+            Defaults to `"global"` for FuPruner, `"layer"` for one-shot methods.
+        mode: complexity mode, `"PA"`, `"FA"` or `"MA"`; the same as `params=`, `macs=`,
+            `memory=` with `method="complexity"`. Defaults to `"FA"`.
+        target: complexity reduction to reach, in [0, 1); the same as the budget.
         seed: complexity sampling seed. Defaults to `0`.
         layers: restrict wrapping to these layer names. Defaults to all prunable layers.
         allow_unknown: pin unknown layer types instead of raising. Defaults to `False`.
 
     Returns:
         A wrapped model (`tfm_fuse.strip` makes it smaller), or for `"complexity"` a thin model.
+        With `"fupruner"`, all masks are still 1: nothing is pruned until `fit` runs with
+        `callbacks.FuPruner()`.
 
     Raises:
-        ConfigError: an unknown method, criterion, scope or mode, or a rate/target out of range.
+        ConfigError: an unknown method, criterion, scope or mode; a budget out of [0, 1) or more
+            than one budget; an option the method does not use.
 
     Example:
-        >>> masked = prune(model, method="fupruner", rate=0.5, align=8, criterion="fused")
-        >>> thin = prune(model, method="complexity", mode="PA", target=0.5)
+        >>> masked = prune(model, method="fupruner", macs=0.5)      # then fit with FuPruner()
+        >>> thin = prune(model, method="complexity", params=0.5)    # = mode="PA", target=0.5
     """
     method = _parse_method(method)
-    rate = validate_rate(rate)
+    given = {"criterion": criterion, "scope": scope, "mode": mode, "target": target,
+             "seed": seed, "layers": layers}
+    for name, value in given.items():
+        if value is not None and method not in _APPLIES[name]:
+            users = ", ".join(sorted(f"'{m.value}'" for m in _APPLIES[name]))
+            raise ConfigError(f"`{name}` is not an option of method='{method.value}'; it applies "
+                              f"to method={users}. Received: {name}={value!r}")
+    if isinstance(layers, str):
+        raise ConfigError(f"`layers` must be a list of layer names. Received: layers={layers!r}; "
+                          f"accepted e.g. layers=[{layers!r}]")
+    if not isinstance(allow_unknown, bool):
+        raise ConfigError(f"`allow_unknown` must be True or False. Received: {allow_unknown!r}")
+    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+                             or seed < 0):
+        raise ConfigError(f"`seed` must be an integer >= 0 or None. Received: seed={seed!r}")
+    budget = Budget.from_options(rate=rate, macs=macs, params=params, memory=memory,
+                                 default=None)
     align = check_align(align)
     if method is Method.COMPLEXITY:
-        from tfm_fuse.pruning.complexity_prune import complexity_prune
-
-        thin, _ = complexity_prune(model, mode=mode, target=rate if target is None else target,
-                                   align=align, seed=seed, allow_unknown=allow_unknown)
-        return thin
+        return _complexity(model, budget, mode, target, align, seed, allow_unknown)
+    budget = budget or (Budget() if method is Method.FUPRUNER else Budget(Kind.RATE, 0.3))
+    scope = parse_scope(scope or (DEFAULT_SCOPE if method is Method.FUPRUNER else "layer")).value
     if method is Method.FUPRUNER:
-        criteria.get(criterion)
-        parse_scope(scope)
+        criteria.get(criterion or DEFAULT_CRITERION)
+        options = PruningOptions(budget=budget, criterion=criterion or DEFAULT_CRITERION,
+                                 scope=scope, align=align, allow_unknown=allow_unknown)
         wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
-        remember_defaults(wrapped, FuPrunerDefaults(rate, criterion, scope, align))
+        write_options(wrapped, options)
         return wrapped
     wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
-    graph = analyze(wrapped, allow_unknown=allow_unknown)
-    scores = group_scores(wrapped, graph, criteria.get(method.value))
-    apply_masks(wrapped, graph, allocate(scores, rate, scope="layer", align=align))
+    updater = MaskUpdater(wrapped, criterion=method.value, scope=scope, align=align,
+                          zero_masked=False, allow_unknown=allow_unknown)
+    updater.update(budget.value, budget.kind)
     return wrapped
+
+
+def _complexity(model, budget: Budget | None, mode, target, align, seed, allow_unknown):
+    from tfm_fuse.pruning.complexity_prune import complexity_prune
+
+    if budget is not None:
+        if budget.kind is Kind.RATE:
+            raise ConfigError(
+                "method='complexity' removes a fraction of params, MACs or memory, not of "
+                f"channels. Received: rate={budget.value!r}; accepted: params=, macs=, memory= "
+                "(or mode= with target=).")
+        if target is not None:
+            raise ConfigError("Give the complexity target once, as target= or as a budget, not "
+                              f"both. Received: target={target!r}, "
+                              f"{budget.kind.value}={budget.value!r}")
+        if mode is not None and _COMPLEXITY_MODE[budget.kind] != str(mode).upper():
+            raise ConfigError(f"mode={mode!r} and {budget.kind.value}= ask for different "
+                              "metrics; give one of them.")
+    mode = mode or (_COMPLEXITY_MODE[budget.kind] if budget else "FA")
+    value = budget.value if budget else (0.5 if target is None else target)
+    thin, _ = complexity_prune(model, mode=mode, target=value, align=align,
+                               seed=0 if seed is None else seed, allow_unknown=allow_unknown)
+    return thin

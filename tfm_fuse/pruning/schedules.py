@@ -14,30 +14,33 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import keras
 import numpy as np
 
 from tfm_fuse.errors import ConfigError
+from tfm_fuse.validation import check_fraction, is_number
 
 
 def _check_rate(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not 0.0 <= float(value) < 1.0:
-        raise ConfigError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
-    return float(value)
+    return check_fraction(value, name)
 
 
 def _check_steps(begin_step: int, end_step: int, frequency: int = 1) -> None:
-    if not isinstance(begin_step, int) or begin_step < 0:
+    if not _is_int(begin_step) or begin_step < 0:
         raise ConfigError(f"`begin_step` must be an integer >= 0. Received: begin_step={begin_step!r}")
-    if end_step != -1 and (not isinstance(end_step, int) or end_step < begin_step):
+    if end_step != -1 and (not _is_int(end_step) or end_step < begin_step):
         raise ConfigError(
             f"The schedule ends before it starts: end_step={end_step!r} < begin_step={begin_step}. "
             "Accepted: end_step >= begin_step, or -1 for no end.")
-    if not isinstance(frequency, int) or frequency < 1:
+    if not _is_int(frequency) or frequency < 1:
         raise ConfigError(f"`frequency` must be a positive integer. Received: frequency={frequency!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class Schedule:
@@ -77,7 +80,7 @@ class Constant(Schedule):
     def __init__(self, rate: float, begin_step: int = 0, end_step: int = -1):
         self.target = _check_rate(rate, "rate")
         _check_steps(begin_step, end_step)
-        self.begin_step, self.end_step = begin_step, end_step
+        self.begin_step, self.end_step = int(begin_step), int(end_step)
 
     def rate(self, step: int) -> float:
         if step < self.begin_step:
@@ -108,7 +111,7 @@ class PolynomialDecay(Schedule):
         _check_steps(begin_step, end_step)
         if not isinstance(power, (int, float)) or power <= 0:
             raise ConfigError(f"`power` must be > 0. Received: power={power!r}")
-        self.begin_step, self.end_step, self.power = begin_step, end_step, float(power)
+        self.begin_step, self.end_step, self.power = int(begin_step), int(end_step), float(power)
 
     def rate(self, step: int) -> float:
         if step < self.begin_step:
@@ -137,10 +140,10 @@ class Stepwise(Schedule):
         if not boundaries or len(boundaries) != len(rates):
             raise ConfigError("Stepwise needs as many boundaries as rates, at least one. Received: "
                               f"boundaries={boundaries}, rates={rates}")
-        if any(not isinstance(b, int) or b < 0 for b in boundaries) or boundaries != sorted(boundaries):
+        if any(not _is_int(b) or b < 0 for b in boundaries) or boundaries != sorted(boundaries):
             raise ConfigError("Stepwise boundaries must be increasing integers >= 0. "
                               f"Received: boundaries={boundaries}")
-        self.boundaries = boundaries
+        self.boundaries = [int(b) for b in boundaries]
         self.rates = [_check_rate(r, f"rates[{i}]") for i, r in enumerate(rates)]
 
     def rate(self, step: int) -> float:
@@ -191,7 +194,7 @@ def as_schedule(value) -> Schedule:
     """
     if isinstance(value, Schedule):
         return value
-    if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
+    if is_number(value):
         return Constant(value)
     if _is_tfmot(value):
         _check_tfmot_steps(value)
@@ -207,3 +210,36 @@ def _check_tfmot_steps(schedule) -> None:
     if end is not None and end != -1 and end < begin:
         raise ConfigError(f"The schedule ends before it starts: {type(schedule).__name__} with "
                           f"end_step={end} < begin_step={begin}.")
+
+
+def gradual(final_rate: float, *, begin_step: int, fit_end_step: int) -> PolynomialDecay:
+    """The schedule FuPruner derives from `fit`'s length when none is given.
+
+    Pruning ramps up cubically (large steps while the network is redundant, small ones near the
+    target, as Zhu & Gupta's gradual pruning) from `begin_step` to halfway between it and the
+    last step of `fit`; the masks then stay fixed for the second half, so the model recovers
+    its accuracy and BatchNorm its statistics before `fit` ends.
+
+    Example:
+        >>> s = gradual(0.5, begin_step=100, fit_end_step=500)
+        >>> s.begin_step, s.end_step, s(300)
+        (100, 300, 0.5)
+    """
+    end = begin_step + max(1, (fit_end_step - begin_step) // 2)
+    return PolynomialDecay(0.0, final_rate, begin_step=begin_step, end_step=end, power=3.0)
+
+
+SCHEDULES = {cls.__name__: cls for cls in (Constant, PolynomialDecay, Stepwise)}
+
+
+def schedule_to_config(schedule: Schedule) -> dict | None:
+    """`{"class_name", "config"}` for a tfm_fuse schedule; `None` for a tfmot adapter."""
+    if type(schedule).__name__ not in SCHEDULES:
+        return None
+    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+
+
+def schedule_from_config(config: dict | None) -> Schedule | None:
+    if not config:
+        return None
+    return SCHEDULES[config["class_name"]].from_config(config["config"])

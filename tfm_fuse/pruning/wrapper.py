@@ -30,13 +30,16 @@ class PruneWrapper(keras.layers.Wrapper):
     Args:
         layer: the layer to wrap; its type must have a mixing or depthwise rule.
         soft: let gradients reach masked weights (soft filter pruning). Defaults to `True`.
+        pruning_options: the options `prune(method="fupruner")` was given (a dict, see
+            `tfm_fuse.pruning.fupruner.PruningOptions`), saved with the model so that a
+            `FuPruner` after `load_model` resumes with them. Defaults to `None`.
         **kwargs: passed to `keras.layers.Wrapper` (e.g. `name`).
 
     Raises:
         UnsupportedLayerError: the layer has no channel-indexed weights to mask.
     """
 
-    def __init__(self, layer, soft: bool = True, **kwargs):
+    def __init__(self, layer, soft: bool = True, pruning_options: dict | None = None, **kwargs):
         rule = rules.get_rule(layer)
         if not isinstance(rule, WRAPPABLE):
             raise UnsupportedLayerError(
@@ -47,6 +50,7 @@ class PruneWrapper(keras.layers.Wrapper):
         kwargs.setdefault("name", f"pruned_{layer.name}")
         super().__init__(layer, **kwargs)
         self.soft = bool(soft)
+        self.pruning_options = dict(pruning_options) if pruning_options else None
         self._rule = rule
 
     def build(self, input_shape):
@@ -72,7 +76,8 @@ class PruneWrapper(keras.layers.Wrapper):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "soft": self.soft}
+        return {**super().get_config(), "soft": self.soft,
+                "pruning_options": self.pruning_options}
 
     # --- masks ------------------------------------------------------------------------------
     def _channel_weights(self):

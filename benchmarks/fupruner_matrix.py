@@ -1,0 +1,180 @@
+"""User-style FuPruner calls, each trained as a user would, against a baseline trained the same way.
+
+Every case is the shortest call a user writes — `tfm_fuse.prune(model, method="fupruner",
+**options)`, then `fit(..., callbacks=[callbacks.FuPruner(**options)])` — varying one option at a
+time from the defaults. Data: the shipped digits; 8,000 for training, of which 1,024 are the
+validation split `fit` gets (the guard and every choice of default read only those), and 2,000
+held-out digits no decision sees, on which the table's accuracies are measured (inference mode,
+after `strip` for the final figure, after each epoch's callbacks for the per-epoch curve).
+
+Run:  python benchmarks/fupruner_matrix.py [--models resnet,mobilenetv2] [--epochs 4]
+Writes benchmarks/fupruner_matrix.json and benchmarks/fupruner_matrix.png (accuracy curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tfm_fuse  # noqa: E402
+from tfm_fuse import callbacks  # noqa: E402
+from tfm_fuse.models import reestimate_batchnorm, residual_cnn  # noqa: E402
+
+HERE = Path(__file__).parent
+BATCH, LR = 64, 2e-3
+
+# (name, options for prune(), options for FuPruner())
+CASES = [
+    ("defaults", {}, {}),
+    ("rate=0.5", {"rate": 0.5}, {}),
+    ("scope=layer", {"scope": "layer"}, {}),
+    ("criterion=l1", {"criterion": "l1"}, {}),
+    ("criterion=l2", {"criterion": "l2"}, {}),
+    ("update_freq=epoch", {}, {"update_freq": "epoch"}),
+    ("update_freq=10", {}, {"update_freq": 10}),
+    ("max_drop=0.01", {}, {"max_drop": 0.01}),
+    ("rate=0.5, max_drop=0.01", {"rate": 0.5}, {"max_drop": 0.01}),
+]
+
+
+def build(name: str) -> tuple[keras.Model, int]:
+    """The model and its input size (the digits are resized to it)."""
+    if name == "resnet":  # stem + 3 stages x 2 residual blocks, 16/32/64, BN momentum 0.9
+        return residual_cnn(widths=(16, 32, 64), blocks_per_stage=2), 28
+    if name == "mobilenetv2":
+        return keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3),
+                                              classes=10), 32
+    raise SystemExit(f"unknown model {name!r}; accepted: resnet, mobilenetv2")
+
+
+def data(size: int):
+    (x, y), test = tfm_fuse.data.load_mnist(n_train=8000, n_test=2000)
+    if size != 28:
+        x, test = tfm_fuse.data.as_rgb(x, size), (tfm_fuse.data.as_rgb(test[0], size), test[1])
+    # whole batches only: TF 2.21's oneDNN can crash fit on a partial last batch
+    n_fit = (len(x) - 1024) // BATCH * BATCH
+    return (x[:n_fit], y[:n_fit]), (x[-1024:], y[-1024:]), test
+
+
+def accuracy(model, x, y) -> float:
+    return float(np.mean(np.argmax(model.predict(x, verbose=0, batch_size=500), -1) == y))
+
+
+class TestCurve(keras.callbacks.Callback):
+    """Held-out accuracy in inference mode after each epoch's other callbacks (reported only)."""
+
+    def __init__(self, test):
+        super().__init__()
+        self.test, self.values = test, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.values.append(accuracy(self.model, *self.test))
+
+
+def train(model, train_xy, val, test, epochs: int, extra=()) -> dict:
+    head = getattr(model.layers[-1], "layer", model.layers[-1])  # unwrap a PruneWrapper
+    logits = head.get_config().get("activation") != "softmax"
+    model.compile(optimizer=keras.optimizers.Adam(LR),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
+                  metrics=["accuracy"])
+    curve = TestCurve(test)
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hist = model.fit(*train_xy, validation_data=val, epochs=epochs, batch_size=BATCH,
+                         verbose=0, callbacks=[*extra, curve])
+    return {"val_curve": [float(v) for v in hist.history["val_accuracy"]],
+            "test_curve": curve.values, "seconds": time.perf_counter() - t,
+            "warnings": [str(w.message) for w in caught if "FuPruner" in str(w.message)],
+            "logs": {k: [float(v) for v in vs] for k, vs in hist.history.items()
+                     if k.startswith("prune_")}}
+
+
+def run_model(name: str, epochs: int, cases, seed: int = 0) -> list[dict]:
+    keras.utils.set_random_seed(seed)
+    base, size = build(name)
+    init = base.get_weights()
+    train_xy, val, test = data(size)
+    full = tfm_fuse.profile(base).macs
+    row = {"model": name, "case": "baseline", **train(base, train_xy, val, test, epochs)}
+    row["test"] = accuracy(base, *test)
+    row["val"] = accuracy(base, *val)
+    row["test_bn_reestimated"] = accuracy(reestimate_batchnorm(base, train_xy[0]), *test)
+    row["macs_removed"] = 0.0
+    rows = [row]
+    print(_line(row, rows[0]), flush=True)
+    for case, prune_kw, cb_kw in cases:
+        keras.utils.set_random_seed(seed)
+        model, _ = build(name)
+        model.set_weights(init)
+        masked = tfm_fuse.prune(model, method="fupruner", **prune_kw)
+        pruner = callbacks.FuPruner(**cb_kw)
+        row = {"model": name, "case": case,
+               **train(masked, train_xy, val, test, epochs, [pruner])}
+        small = tfm_fuse.strip(masked)
+        row["test"], row["val"] = accuracy(small, *test), accuracy(small, *val)
+        row["macs_removed"] = 1 - tfm_fuse.profile(small).macs / full
+        rows.append(row)
+        print(_line(row, rows[0]), flush=True)
+    return rows
+
+
+def _line(r: dict, base: dict) -> str:
+    low = min(r["test_curve"][1:], default=float("nan"))
+    return (f"{r['model']:<12} {r['case']:<26} test {r['test']:.4f} "
+            f"drop {100 * (base['test'] - r['test']):+6.2f}p  val {r['val']:.4f}  "
+            f"MACs- {r['macs_removed']:6.1%}  lowest epoch>1 {low:.4f}  "
+            f"(baseline epoch 1 {base['test_curve'][0]:.4f})  {r['seconds']:.0f}s"
+            + (f"  warnings: {len(r['warnings'])}" if r.get("warnings") else ""))
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], models):
+        for r in (r for r in rows if r["model"] == name):
+            style = dict(color="black", lw=2.5) if r["case"] == "baseline" else dict(lw=1.2)
+            ax.plot(range(1, len(r["test_curve"]) + 1), r["test_curve"], marker="o",
+                    label=r["case"], **style)
+        ax.set(title=f"{name}: held-out accuracy after each epoch (inference mode)",
+               xlabel="epoch", ylabel="accuracy", ylim=(0.0, 1.0))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet,mobilenetv2")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--out", default=str(HERE / "fupruner_matrix.json"))
+    args = ap.parse_args(argv)
+    wanted = [c for c in args.cases.split(",") if c]
+    cases = [c for c in CASES if not wanted or c[0] in wanted]
+    rows = []
+    for name in args.models.split(","):
+        rows += run_model(name, args.epochs, cases)
+    Path(args.out).write_text(json.dumps(rows, indent=1))
+    plot(rows, Path(args.out).with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Keep BatchNorm's moving statistics true to the masks in place, without extra data.
+
+Every mask change moves the distribution that each BatchNormalization downstream sees: a
+revived channel comes back with new weights, and every layer after a changed channel gets new
+inputs. In training mode BatchNorm normalises with the batch's own statistics, so the change
+does not show; in inference mode it uses moving averages that still describe the old masks,
+and with Keras's default momentum 0.99 (0.999 in `keras.applications`) they need hundreds to
+thousands of batches to forget them. Measured on the MNIST residual CNN: an update that swaps
+18 of 240 channels took inference-mode accuracy from 1.00 to 0.20 while training mode stayed at
+0.89 (`benchmarks/fupruner_matrix.py` reproduces the matrix this was found in).
+
+`StatisticsRestart` fixes this the way BatchNorm re-estimation does, on the training batches
+themselves: after `restart()`, each moving statistic becomes the plain average of the batch
+statistics seen since the restart (recovered exactly from BatchNorm's own update,
+`new = m * old + (1 - m) * batch`), and hands back to the layer's momentum once that average
+spans `1 / (1 - m)` batches, as many as the momentum itself remembers.
+
+Example:
+    >>> restart = StatisticsRestart(masked_model)
+    >>> restart.restart()              # right after writing new masks
+    >>> ...                            # after every training batch:
+    >>> restart.after_batch()
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+
+def batchnorm_layers(model: keras.Model) -> list:
+    """The BatchNormalization layers of `model` whose moving statistics training updates."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization) and not layer.renorm
+            and 0.0 < layer.momentum < 1.0]
+
+
+class StatisticsRestart:
+    """Restart the moving statistics of every BatchNorm of `model` as batch averages.
+
+    Args:
+        model: the model being trained (not copied: its variables are updated in place).
+    """
+
+    def __init__(self, model: keras.Model):
+        self.layers = batchnorm_layers(model)
+        self._horizon = [math.ceil(1.0 / (1.0 - layer.momentum)) for layer in self.layers]
+        self._count = 0
+        self._last: list | None = None  # per layer: (mean, variance) as last written
+
+    @property
+    def active(self) -> bool:
+        return self._last is not None
+
+    def restart(self) -> None:
+        """Start averaging from the next batch on (call after a mask change)."""
+        if not self.layers:
+            return
+        self._count = 0
+        self._last = [(_read(layer.moving_mean), _read(layer.moving_variance))
+                      for layer in self.layers]
+
+    def after_batch(self) -> None:
+        """Fold the batch just trained into the averages (call after every training batch)."""
+        if self._last is None:
+            return
+        self._count += 1
+        n = self._count
+        for i, layer in enumerate(self.layers):
+            if n > self._horizon[i]:
+                continue
+            m = layer.momentum
+            updated = []
+            for var, old in zip((layer.moving_mean, layer.moving_variance), self._last[i]):
+                batch = (_read(var) - m * old) / (1.0 - m)  # BatchNorm's own update, inverted
+                average = batch if n == 1 else old + (batch - old) / n
+                stored = average.astype(var.dtype)
+                var.assign(stored)
+                updated.append(stored.astype("float64"))  # what the next update starts from
+            self._last[i] = tuple(updated)
+        if n >= max(self._horizon):
+            self._last = None
+
+
+def _read(variable) -> np.ndarray:
+    return keras.ops.convert_to_numpy(variable).astype("float64")
