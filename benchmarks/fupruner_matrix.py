@@ -135,6 +135,8 @@ def _line(r: dict, base: dict) -> str:
             f"drop {100 * (base['test'] - r['test']):+6.2f}p  val {r['val']:.4f}  "
             f"MACs- {r['macs_removed']:6.1%}  lowest epoch>1 {low:.4f}  "
             f"(baseline epoch 1 {base['test_curve'][0]:.4f})  {r['seconds']:.0f}s"
+            + (f"  BN re-estimated: test {r['test_bn_reestimated']:.4f}"
+               if "test_bn_reestimated" in r else "")
             + (f"  warnings: {len(r['warnings'])}" if r.get("warnings") else ""))
 
 

@@ -118,6 +118,8 @@ class FuPruner(keras.callbacks.Callback):
         self._restart = StatisticsRestart(self.model)
         self.penalty, self.target, self.epochs_seen = 0.0, 0.0, 0
         self._pending = self._epoch_start = False
+        end = getattr(self._schedule, "end_step", -1)
+        self._reached_end = end not in (None, -1) and self.step > end  # resumed after the end
         self.changed_at: int | None = None
         self._stats = self._updater.stats()
         self.pruning_started = self._stats["prune_rate"] > 0
@@ -158,7 +160,13 @@ class FuPruner(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._updater.write_step(self.step)
-        if self.guard is not None:
+        if not self.pruning_started:
+            begin = getattr(self._schedule, "begin_step", 0)
+            warnings.warn(
+                f"FuPruner: fit ended at step {self.step} before any channel was masked (the "
+                f"schedule starts at step {begin}); the model is not pruned. Train for more "
+                "epochs, or give a schedule that starts earlier.", stacklevel=2)
+        elif self.guard is not None:
             self.guard.conclude(self.budget, self._stats, verbose=self.verbose)
 
     # --- internals -------------------------------------------------------------------------
@@ -167,7 +175,7 @@ class FuPruner(keras.callbacks.Callback):
         """The schedule has ended (and the guard holds nothing back, or may no longer act):
         masks stay as they are while the model fine-tunes."""
         end = getattr(self._schedule, "end_step", -1)
-        past_end = end not in (None, -1) and self.step > end
+        past_end = end not in (None, -1) and self.step > end and self._reached_end
         return past_end and (self.penalty == 0 or self.step > self._freeze)
 
     def _due(self) -> bool:
@@ -183,6 +191,8 @@ class FuPruner(keras.callbacks.Callback):
 
     def _update(self) -> None:
         before = self._updater.masks()
+        end = getattr(self._schedule, "end_step", -1)
+        self._reached_end = self._reached_end or (end not in (None, -1) and self.step >= end)
         self.target = max(0.0, self._schedule(self.step) - self.penalty)
         self._stats = self._updater.update(self.target, self.budget.kind)
         after = self._updater.masks()
@@ -210,6 +220,12 @@ class FuPruner(keras.callbacks.Callback):
             warmup = round(WARMUP * total)
             if self.guard is not None and self.guard.baseline is None:
                 warmup = max(warmup, self.reference_epochs * int(self.params["steps"]))
+                if warmup >= total:
+                    raise ConfigError(
+                        f"FuPruner(max_drop={self.guard.max_drop}) measures its reference over "
+                        f"the first {self.reference_epochs} epoch(s) before pruning, but this "
+                        f"fit has {self.params['epochs']}. Train for more epochs, or give the "
+                        "reference as baseline=.")
             schedule = gradual(self.budget.value, begin_step=self.step + warmup,
                                fit_end_step=self._fit_end)
         freq = self.update_freq

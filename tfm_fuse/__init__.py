@@ -30,8 +30,18 @@ from tfm_fuse.complexity import Profile, profile  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """`tfm_fuse.callbacks` and `tfm_fuse.converters` without importing them first."""
+    if name in ("callbacks", "converters"):
+        import importlib
+
+        return importlib.import_module(f"tfm_fuse.{name}")
+    raise AttributeError(f"module 'tfm_fuse' has no attribute {name!r}")
+
 __all__ = [
     "ConfigError", "ConversionError", "Profile", "PruneWrapper", "TfmFuseError",
-    "UnsupportedLayerError", "UnsupportedModelError", "analyze", "data", "fuse", "fusion",
+    "UnsupportedLayerError", "UnsupportedModelError", "analyze", "callbacks", "converters",
+    "data", "fuse", "fusion",
     "graph", "models", "profile", "prune", "strip", "wrap",
 ]

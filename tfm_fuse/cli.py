@@ -61,13 +61,21 @@ def cmd_prune(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise TfmFuseError(f"'{out}' exists: pass --overwrite to replace it")
+    budget = {k: getattr(args, k) for k in ("macs", "params", "memory")
+              if getattr(args, k) is not None}
     if args.method == "complexity":
-        small = tfm_fuse.prune(model, method="complexity", mode=args.mode,
-                               target=args.target if args.target is not None else args.rate,
-                               align=args.align)
+        if not budget:  # --mode/--target, the target defaulting to --rate (or 0.3)
+            budget = {"mode": args.mode or "FA", "target": args.target if args.target is not None
+                      else (args.rate if args.rate is not None else 0.3)}
+        elif args.mode is not None or args.target is not None:
+            raise TfmFuseError("give the complexity target once: --macs/--params/--memory, or "
+                               "--mode with --target")
+        small = tfm_fuse.prune(model, method="complexity", align=args.align, **budget)
     else:
-        small = tfm_fuse.strip(tfm_fuse.prune(model, method=args.method, rate=args.rate,
-                                              align=args.align))
+        if not budget:
+            budget = {"rate": 0.3 if args.rate is None else args.rate}
+        small = tfm_fuse.strip(tfm_fuse.prune(model, method=args.method, align=args.align,
+                                              **budget))
     before, after = tfm_fuse.profile(model), tfm_fuse.profile(small)
     small.save(out)
     cut = before.reduction(after)
@@ -177,10 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("-o", "--output", required=True, help="where to save the pruned .keras model")
     prune.add_argument("--method", default="l1", choices=["l1", "l2", "fused", "complexity"],
                        help="channel ranking, or complexity-driven (default: %(default)s)")
-    prune.add_argument("--rate", type=float, default=0.3,
-                       help="fraction of channels to remove per group, [0, 1) (default: %(default)s)")
-    prune.add_argument("--mode", default="FA", choices=["PA", "FA", "MA"],
-                       help="complexity mode: parameter-, FLOPs- or memory-aware (default: %(default)s)")
+    budget = prune.add_mutually_exclusive_group()
+    budget.add_argument("--rate", type=float, default=None,
+                        help="fraction of channels to remove per group, [0, 1) (default: 0.3)")
+    budget.add_argument("--macs", type=float, default=None,
+                        help="fraction of MACs to remove instead (complexity: same as --mode FA)")
+    budget.add_argument("--params", type=float, default=None,
+                        help="fraction of parameters to remove instead (complexity: --mode PA)")
+    budget.add_argument("--memory", type=float, default=None,
+                        help="fraction of activation memory to remove instead (complexity: --mode MA)")
+    prune.add_argument("--mode", default=None, choices=["PA", "FA", "MA"],
+                       help="complexity mode: parameter-, FLOPs- or memory-aware (default: FA)")
     prune.add_argument("--target", type=float, default=None,
                        help="complexity: reduction of the mode's metric to reach (default: --rate)")
     prune.add_argument("--align", type=int, default=None,

@@ -49,6 +49,30 @@ def test_fused_criterion_folds_batchnorm_scale():
     assert not np.allclose(criteria.fused(model, group, graph), criteria.l2(model, group))
 
 
+def test_fused_criterion_does_not_revive_masked_channels_for_their_decayed_variance():
+    """A masked channel's BatchNorm sees zeros: its moving variance decays towards 0, which must
+    not inflate its fused score above the kept channels' (that swapped whole models at each
+    update and left them at chance accuracy)."""
+    model = _wrapped()
+    graph = tfm_fuse.analyze(model)
+    from tfm_fuse.pruning.fupruner import MaskUpdater
+
+    MaskUpdater(model, criterion="l2", scope="layer").update(0.5)  # mask and zero half
+    bn = next(l for l in model.layers if isinstance(l, keras.layers.BatchNormalization))
+    conv = graph.producer(graph.nodes_of(bn)[0].inputs[0]).layer
+    masked = keras.ops.convert_to_numpy(conv.out_mask) == 0
+    kernel = conv.layer.kernel.numpy()
+    kernel[..., masked] = 0.5 * np.abs(kernel[..., ~masked]).mean()  # regrown a little (soft)
+    conv.layer.kernel.assign(kernel)
+    variance = bn.moving_variance.numpy()
+    variance[masked] = 1e-6  # what a masked channel's statistics decay to
+    bn.moving_variance.assign(variance)
+    group = next(g for g in graph.groups if (conv.name, "out") in g.members and g.prunable)
+    positions = group.members[(conv.name, "out")][:, 0]
+    scores = criteria.fused(model, group, graph)[np.argsort(positions)]
+    assert scores[masked].max() < np.median(scores[~masked])
+
+
 def test_unknown_criterion():
     with pytest.raises(tfm_fuse.ConfigError, match="accepted: \\['fused', 'l1', 'l2'\\]"):
         criteria.get("taylor")

@@ -7,11 +7,14 @@ the newly masked filters. Zeroed filters keep their gradient (the wrappers are s
 outrank others at the next update and come back. The callback `tfm_fuse.callbacks.FuPruner`
 decides when to call it.
 
+It also holds `PruningOptions`, what `prune(method="fupruner")` was asked, saved in every
+wrapper's config so that the callback finds them again after `load_model`.
+
 Example:
-    >>> updater = MaskUpdater(masked, criterion="fused", scope="global", align=8)
-    >>> stats = updater.update(0.3)
-    >>> stats["prune_rate"], stats["prune_macs"]
-    (0.29, 1234567)
+    >>> updater = MaskUpdater(masked, criterion="l2", scope="global", align=8)
+    >>> stats = updater.update(0.5, "macs")        # or updater.update(0.3) for a channel rate
+    >>> stats["prune_macs_removed"]
+    0.498
 """
 
 from __future__ import annotations
