@@ -21,7 +21,6 @@ import numpy as np
 
 from tfm_fuse import rules
 from tfm_fuse.graph import ModelGraph, analyze
-from tfm_fuse.pruning.wrapper import PruneWrapper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +84,7 @@ class Profile:
 
 
 def _param_count(layer) -> int:
-    if isinstance(layer, PruneWrapper):
-        layer = layer.layer
+    layer = rules.unwrap(layer)  # a PruneWrapper counts as the layer it wraps
     return int(sum(math.prod(v.shape) for v in layer.weights))
 
 

@@ -90,6 +90,10 @@ class Rule:
     def weight_axes(self, layer) -> tuple[WeightAxis, ...]:
         return self.axes
 
+    def inner(self, layer):
+        """The layer that holds the weights and computes (a wrapper's rule returns the wrapped)."""
+        return layer
+
     def cut(self, layer, keep_in: list[np.ndarray], keep_out: list[np.ndarray],
             weights: dict[str, np.ndarray] | None = None):
         """A config and weights (by name) for a copy of `layer` that keeps only those channels.
@@ -381,6 +385,12 @@ class SeparableRule(MixingRule):
         cin, m = int(in_shapes[0][-1]), layer.depth_multiplier
         depthwise = _spatial(out_shapes[0]) * cin * m * math.prod(layer.kernel_size)
         return depthwise + _spatial(out_shapes[0]) * cin * m * layer.filters
+
+
+def unwrap(layer):
+    """The computing layer behind `layer` (itself, unless its rule wraps another)."""
+    rule = get_rule(layer)
+    return rule.inner(layer) if rule is not None else layer
 
 
 def require_rule(layer, *, allow_unknown: bool) -> Rule:

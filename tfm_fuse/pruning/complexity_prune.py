@@ -24,6 +24,7 @@ from tfm_fuse.errors import ConfigError, parse_choice
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning.allocation import apply_masks, check_align
 from tfm_fuse.pruning.cost import METRICS, CostModel
+from tfm_fuse.pruning.wrapping import wrap
 
 
 class Mode(StrEnum):
@@ -90,7 +91,6 @@ def complexity_prune(model: keras.Model, *, mode: str = "FA", target: float = 0.
     Raises:
         ConfigError: bad mode or target, or a target the prunable groups cannot reach.
     """
-    from tfm_fuse.pruning.prune import wrap
     from tfm_fuse.strip import strip
 
     mode, target, align = parse_mode(mode), check_target(target), check_align(align)

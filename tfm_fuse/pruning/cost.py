@@ -25,7 +25,6 @@ from tfm_fuse import rules
 from tfm_fuse.complexity import tensor_bytes
 from tfm_fuse.graph import ModelGraph
 from tfm_fuse.pruning.masks import removable
-from tfm_fuse.pruning.wrapper import PruneWrapper
 
 METRICS = ("params", "macs", "activation_bytes")
 
@@ -70,7 +69,7 @@ class CostModel:
         axes = rule.weight_axes(layer) if rule else ()
         side_ch = {"in": g.tensors[node.inputs[0]].channels if node.inputs else None,
                    "out": g.tensors[node.outputs[0]].channels}
-        inner = layer.layer if isinstance(layer, PruneWrapper) else layer
+        inner = rules.unwrap(layer)
         if first:
             for v in inner.weights:
                 name, shape = rules.weight_name(v), tuple(int(d) for d in v.shape)

@@ -23,18 +23,13 @@ import numpy as np
 from tfm_fuse import rules
 from tfm_fuse.errors import ConfigError
 from tfm_fuse.graph import ChannelGroup, ModelGraph
-from tfm_fuse.pruning.wrapper import PruneWrapper
 
 Criterion = Callable[..., np.ndarray]
 
 
-def _inner(layer):
-    return layer.layer if isinstance(layer, PruneWrapper) else layer
-
-
 def position_norms(layer, side: str, order: int) -> np.ndarray | None:
     """Sum of |w| ** order over each channel position of `layer`'s `side` (bias excluded)."""
-    weights = rules.weights_by_name(_inner(layer))
+    weights = rules.weights_by_name(rules.unwrap(layer))
     total = None
     for ax in rules.get_rule(layer).weight_axes(layer):
         if ax.side != side or ax.name not in weights or ax.name == "bias":
@@ -104,9 +99,8 @@ def bn_scale(graph: ModelGraph, layer_name: str) -> np.ndarray | None:
 
 
 def _masked_outputs(layer) -> np.ndarray | None:
-    if not isinstance(layer, PruneWrapper):
-        return None
-    return keras.ops.convert_to_numpy(layer.out_mask) == 0
+    mask = getattr(layer, "out_mask", None)  # a PruneWrapper's
+    return None if mask is None else keras.ops.convert_to_numpy(mask) == 0
 
 
 def fused(model, group: ChannelGroup, graph: ModelGraph | None = None) -> np.ndarray:

@@ -31,6 +31,7 @@ from tfm_fuse.pruning.budget import COST_METRIC, Budget, Kind, solve_rate
 from tfm_fuse.pruning.cost import CostModel
 from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
+from tfm_fuse.pruning.wrapping import wrap
 from tfm_fuse.validation import check_fraction
 
 # chosen from benchmarks/fupruner_matrix.py (see README, 'Pruning during fit')
@@ -209,8 +210,6 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
         >>> rate = rate_for_macs(model, 0.5)            # about 0.3 for a plain CNN
         >>> masked = tfm_fuse.prune(model, method="fupruner", rate=rate, scope="layer")
     """
-    from tfm_fuse.pruning.prune import wrap
-
     check_fraction(macs_removed, "macs_removed")
     updater = MaskUpdater(wrap(model), criterion=criterion, scope=scope, align=align,
                           zero_masked=False)

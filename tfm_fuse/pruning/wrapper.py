@@ -158,6 +158,9 @@ class PruneWrapperRule(rules.Rule):
     def weight_axes(self, layer):
         return rules.get_rule(layer.layer).weight_axes(layer.layer)
 
+    def inner(self, layer):
+        return layer.layer
+
     def cut(self, layer, keep_in, keep_out, weights=None):
         inner = rules.get_rule(layer.layer)
         return inner.cut(layer.layer, keep_in, keep_out, weights or layer.masked_weights())
