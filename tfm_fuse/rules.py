@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import keras
 import numpy as np
 
-from tfm_fuse.errors import UnsupportedLayerError
+from tfm_fuse.errors import ConfigError, UnsupportedLayerError
 
 layers = keras.layers
 
@@ -52,11 +52,25 @@ class WeightAxis:
 _RULES: dict[type, "Rule"] = {}
 
 
-def rule_for(*classes: type) -> Callable[[type], type]:
-    """Class decorator: register a rule for these layer classes (subclasses inherit it)."""
+def rule_for(*classes: type, override: bool = False) -> Callable[[type], type]:
+    """Class decorator: register a rule for these layer classes (subclasses inherit it).
+
+    Example:
+        >>> @rule_for(MyScale)          # a layer that scales each channel by its own weight
+        ... class MyScaleRule(PerChannel):
+        ...     axes = (WeightAxis("scale", -1, "in"),)
+
+    Raises:
+        ConfigError: a class already has a rule and `override` is not `True`.
+    """
 
     def register(rule_cls: type) -> type:
         for cls in classes:
+            if cls in _RULES and not override:
+                raise ConfigError(
+                    f"{cls.__name__} already has the rule {type(_RULES[cls]).__name__}; "
+                    f"registering {rule_cls.__name__} would replace it silently. Pass "
+                    "override=True to rule_for to replace it.")
             _RULES[cls] = rule_cls()
         return rule_cls
 
@@ -204,7 +218,7 @@ class ChannelNormRule(PassThrough):
         return [ins[0]]
 
 
-@rule_for(layers.Reshape, layers.Permute, layers.RepeatVector, layers.Dot,
+@rule_for(layers.Permute, layers.RepeatVector, layers.Dot,
           layers.MultiHeadAttention, layers.Attention, layers.EinsumDense)
 class ReshapingRule(Pinned):
     reason = "reshapes or mixes channels"

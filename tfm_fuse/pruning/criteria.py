@@ -120,6 +120,24 @@ def fused(model, group: ChannelGroup, graph: ModelGraph | None = None) -> np.nda
 CRITERIA: dict[str, Criterion] = {"l1": l1, "l2": l2, "fused": fused}
 
 
+def register(name: str, criterion: Criterion, *, override: bool = False) -> Criterion:
+    """Make `criterion(model, group, graph) -> scores` available as `criterion=name`.
+
+    Example:
+        >>> register("random", lambda model, group, graph=None: np.random.rand(group.size))
+        >>> tfm_fuse.prune(model, method="fupruner", criterion="random")
+
+    Raises:
+        ConfigError: `name` is taken and `override` is not `True`, or `criterion` is not callable.
+    """
+    if not callable(criterion):
+        raise ConfigError(f"A criterion must be callable. Received: {criterion!r}")
+    if name in CRITERIA and not override:
+        raise ConfigError(f"Criterion {name!r} exists already; pass override=True to replace it.")
+    CRITERIA[name] = criterion
+    return criterion
+
+
 def get(name: str) -> Criterion:
     """The criterion called `name`, or a `ConfigError` listing the accepted names."""
     if name not in CRITERIA:
