@@ -111,10 +111,11 @@ class FuPruner(keras.callbacks.Callback):
             scope=self.scope or options.scope,
             align=self.align if self.align is not None else options.align,
             max_group_rate=self.max_group_rate, allow_unknown=options.allow_unknown)
-        write_options(self.model, dataclasses.replace(
+        self._options = dataclasses.replace(
             options, budget=self.budget, schedule=schedule_to_config(self._schedule),
             update_freq=self._freq, criterion=self._updater.criterion_name,
-            scope=self._updater.scope.value, align=self._updater.align))
+            scope=self._updater.scope.value, align=self._updater.align)
+        write_options(self.model, self._options)
         self._restart = StatisticsRestart(self.model)
         self.penalty, self.target, self.epochs_seen = 0.0, 0.0, 0
         self._pending = self._epoch_start = False
@@ -124,7 +125,8 @@ class FuPruner(keras.callbacks.Callback):
         self._stats = self._updater.stats()
         self.pruning_started = self._stats["prune_rate"] > 0
         if self.guard is not None:
-            self.guard.reset(self.model, reference_allowed=not self.pruning_started)
+            self.guard.reset(self.model, reference_allowed=not self.pruning_started,
+                             reference=options.reference)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = True
@@ -156,6 +158,9 @@ class FuPruner(keras.callbacks.Callback):
                 # act at the next batch: the next epoch trains under the new target
                 self._pending = penalty != self.penalty and self.pruning_started
                 self.penalty = penalty
+            if self.guard.reference != self._options.reference:  # saved for a resumed fit
+                self._options = dataclasses.replace(self._options, reference=self.guard.reference)
+                write_options(self.model, self._options)
         logs.update(self._stats, prune_target=self.target, prune_backoff=self.penalty)
 
     def on_train_end(self, logs=None):

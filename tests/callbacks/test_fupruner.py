@@ -207,6 +207,22 @@ def test_reference_from_first_epochs_holds_pruning():
     assert hist.history["prune_rate"][-1] > 0
 
 
+def test_guard_reference_survives_save_and_load(tmp_path):
+    x, y = toy_data()
+    model = _masked()
+    stop = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", epoch == 2))
+    hist = model.fit(x, y, epochs=8, batch_size=16, verbose=0, validation_data=(x, y),
+                     callbacks=[callbacks.FuPruner(max_drop=0.5), stop])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert read_options(loaded).reference == hist.history["val_accuracy"][0]
+    cb = callbacks.FuPruner(max_drop=0.5)
+    loaded.fit(x, y, epochs=8, initial_epoch=3, batch_size=16, verbose=0,
+               validation_data=(x, y), callbacks=[cb])
+    assert cb.guard.reference == hist.history["val_accuracy"][0] and cb.guard.last is not None
+
+
 def test_one_instance_serves_two_fits():
     x, y = toy_data()
     cb = callbacks.FuPruner(Constant(0.5), max_drop=0.0, baseline=1.0, monitor="accuracy")

@@ -55,11 +55,13 @@ class PruningOptions:
     schedule: dict | None = None     # `schedules.schedule_to_config` of the resolved schedule
     update_freq: int | str | None = None
     allow_unknown: bool = False
+    reference: float | None = None   # the accuracy guard's reference, once measured
 
     def get_config(self) -> dict:
         return {"budget": self.budget.get_config(), "criterion": self.criterion,
                 "scope": self.scope, "align": self.align, "schedule": self.schedule,
-                "update_freq": self.update_freq, "allow_unknown": self.allow_unknown}
+                "update_freq": self.update_freq, "allow_unknown": self.allow_unknown,
+                "reference": self.reference}
 
     @classmethod
     def from_config(cls, config: dict) -> "PruningOptions":

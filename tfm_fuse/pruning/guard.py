@@ -55,10 +55,11 @@ class AccuracyGuard:
         self.backoff = check_number(backoff, "backoff", high=1.0, low_open=True)
         self.reset(None)
 
-    def reset(self, model, reference_allowed: bool = True) -> None:
-        """Forget the last `fit` (one guard serves several)."""
+    def reset(self, model, reference_allowed: bool = True, reference: float | None = None) -> None:
+        """Forget the last `fit` (one guard serves several); `reference`: one measured before
+        (by the `fit` this one resumes), used unless `baseline` was given."""
         self.model = model
-        self.reference = self.baseline
+        self.reference = self.baseline if self.baseline is not None else reference
         self.reference_allowed = reference_allowed
         self.sign: float | None = None
         self.last: dict | None = None
