@@ -93,6 +93,19 @@ def test_derived_schedule_ramps_then_freezes_the_second_half():
     assert hist.history["prune_rate"][0] == 0.0  # nothing masked during the warm-up epochs
 
 
+def test_batchnorm_statistics_restart_when_fit_begins():
+    """A young network's moving statistics must describe its batches, not its initialisation,
+    or the guard's reference epoch measures a model at chance in inference mode."""
+    x, y = toy_data()
+    model = _masked()
+    bn = next(l for l in model.layers if isinstance(l, keras.layers.BatchNormalization))
+    before_bn = keras.Model(model.inputs, bn.input)
+    batch_mean = before_bn.predict(x, verbose=0).reshape(-1, bn.moving_mean.shape[0]).mean(0)
+    _quiet_fit(model, x, y, epochs=1, batch_size=64, verbose=0,
+               callbacks=[callbacks.FuPruner(Constant(0.0))])  # one batch, nothing masked
+    np.testing.assert_allclose(bn.moving_mean.numpy(), batch_mean, rtol=1e-3, atol=1e-5)
+
+
 def test_schedule_without_recovery_time_warns():
     x, y = toy_data()
     with pytest.warns(UserWarning, match="leaving 0 of this fit's 8 steps to recover"):
