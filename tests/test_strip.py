@@ -147,3 +147,10 @@ def test_application_prune_strip_equivalence(name):
           f"(-{reduction['macs']:.0%})")
     assert reduction["params"] > 0.2 and reduction["macs"] > 0.2
     assert stripped.output.shape == model.output.shape
+
+
+def test_strip_before_fupruner_ran_says_nothing_was_pruned(built):
+    masked = tfm_fuse.prune(built("residual_add"), method="fupruner", rate=0.5)
+    with pytest.warns(UserWarning, match="never trained with callbacks.FuPruner"):
+        small = tfm_fuse.strip(masked)
+    assert small.count_params() == built("residual_add").count_params()

@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -33,6 +35,7 @@ def strip(model: keras.Model, *, allow_unknown: bool = False) -> keras.Model:
     """
     graph = analyze(model, allow_unknown=allow_unknown)
     dropped = _dropped_channels(model, graph)
+    _warn_if_fupruner_never_ran(model, dropped)
     cut_layers: dict[int, keras.Layer] = {}
 
     def rewrite(node, inputs, builder: Builder):
@@ -45,6 +48,17 @@ def strip(model: keras.Model, *, allow_unknown: bool = False) -> keras.Model:
         return builder.call(node, cut_layers[id(layer)], inputs)
 
     return rebuild(graph, rewrite)
+
+
+def _warn_if_fupruner_never_ran(model: keras.Model, dropped: np.ndarray) -> None:
+    wrappers = [layer for layer in model.layers if isinstance(layer, PruneWrapper)]
+    if len(dropped) or not wrappers or not wrappers[0].pruning_options:
+        return
+    if int(keras.ops.convert_to_numpy(wrappers[0].pruning_step)) == 0:
+        warnings.warn(
+            f"tfm_fuse.strip: model '{model.name}' was prepared by prune(method='fupruner') but "
+            "never trained with callbacks.FuPruner(): every mask is still 1, so nothing is "
+            "removed. Run fit(..., callbacks=[callbacks.FuPruner()]) first.", stacklevel=3)
 
 
 def _dropped_channels(model: keras.Model, graph: ModelGraph) -> np.ndarray:
