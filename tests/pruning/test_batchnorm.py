@@ -63,3 +63,36 @@ def test_without_restart_nothing_changes():
     before = bn.moving_mean.numpy().copy()
     restart.after_batch()
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+
+
+def test_overflowing_statistics_are_left_to_batchnorm():
+    """An exploding network's variance overflows to inf; inverting BatchNorm's update would
+    then give inf - inf = NaN, and NaN statistics poison every inference-mode output."""
+    model = _model(0.999)
+    bn = model.layers[2]
+    restart = StatisticsRestart(model)
+    restart.restart()
+    x = np.full((8, 4, 4, 3), 1e30, "float32")
+    x[::2] = -1e30
+    for _ in range(3):
+        model.train_on_batch(x, np.zeros((8, 2), "float32"))
+        restart.after_batch()
+    assert not np.isnan(bn.moving_variance.numpy()).any()
+    assert not np.isnan(bn.moving_mean.numpy()).any()
+
+
+def test_recovered_variance_is_never_negative():
+    """Inverting `new = m * old + (1 - m) * batch` in float32 amplifies round-off by 1 / (1 - m):
+    a large old variance and a tiny batch one can give a negative average, and inference-mode
+    BatchNorm then computes sqrt(negative + eps) = NaN."""
+    model = _model(0.999)
+    bn = model.layers[2]
+    bn.moving_variance.assign(np.random.default_rng(1).uniform(1e7, 1e8, 5).astype("float32"))
+    restart = StatisticsRestart(model)
+    restart.restart()
+    x = np.random.default_rng(0).normal(scale=1e-3, size=(8, 4, 4, 3)).astype("float32")
+    for _ in range(3):
+        model.train_on_batch(x, np.zeros((8, 2), "float32"))
+        restart.after_batch()
+    assert (bn.moving_variance.numpy() >= 0).all()
+    assert not np.isnan(model.predict(x, verbose=0)).any()

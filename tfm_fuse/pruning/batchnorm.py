@@ -69,17 +69,26 @@ class StatisticsRestart:
         self._count += 1
         n = self._count
         for i, layer in enumerate(self.layers):
-            if n > self._horizon[i]:
+            if n > self._horizon[i] or self._last[i] is None:
                 continue
             m = layer.momentum
-            updated = []
-            for var, old in zip((layer.moving_mean, layer.moving_variance), self._last[i]):
+            pairs = list(zip((layer.moving_mean, layer.moving_variance), self._last[i]))
+            averages = []
+            for var, old in pairs:
                 batch = (_read(var) - m * old) / (1.0 - m)  # BatchNorm's own update, inverted
-                average = batch if n == 1 else old + (batch - old) / n
-                stored = average.astype(var.dtype)
-                var.assign(stored)
-                updated.append(stored.astype("float64"))  # what the next update starts from
-            self._last[i] = tuple(updated)
+                averages.append(batch if n == 1 else old + (batch - old) / n)
+            # a variance is >= 0; float32 round-off amplified by 1 / (1 - m) can make the
+            # recovered one slightly negative, and sqrt(negative + eps) is NaN in inference
+            averages[1] = np.maximum(averages[1], 0.0)
+            if not all(np.isfinite(a).all() for a in averages):
+                self._last[i] = None  # overflowing statistics: keep BatchNorm's own update
+                continue
+            stored = []
+            for (var, _), average in zip(pairs, averages):
+                value = average.astype(var.dtype)
+                var.assign(value)
+                stored.append(value.astype("float64"))  # what the next update starts from
+            self._last[i] = tuple(stored)
         if n >= max(self._horizon):
             self._last = None
 
