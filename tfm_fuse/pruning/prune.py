@@ -84,7 +84,7 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
         params: fraction of parameters to remove.
         memory: fraction of activation memory to remove.
         align: keep a multiple of this many channels per group. Defaults to `None`.
-        criterion: FuPruner's ranking, `"l1"`, `"l2"` or `"fused"`. Defaults to `"fused"`.
+        criterion: FuPruner's ranking, `"l1"`, `"l2"` or `"fused"`. Defaults to `"l2"`.
         scope: `"global"` (one ranking over all groups) or `"layer"` (the same rate in each).
             Defaults to `"global"` for FuPruner, `"layer"` for one-shot methods.
         mode: complexity mode, `"PA"`, `"FA"` or `"MA"`; the same as `params=`, `macs=`,
