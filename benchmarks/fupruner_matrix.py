@@ -188,6 +188,9 @@ def plot(rows: list[dict], path: Path) -> None:
             style = dict(color="black", lw=2.5) if r["case"] == "baseline" else dict(lw=1.2)
             ax.plot(range(1, len(r["test_curve"]) + 1), r["test_curve"], marker="o",
                     label=r["case"], **style)
+            if r.get("test_curve_bn_reestimated"):
+                ax.plot(range(1, len(r["test_curve"]) + 1), r["test_curve_bn_reestimated"],
+                        marker="o", ls="--", color="black", label="baseline, BN re-estimated")
         ax.set(title=f"{name}: held-out accuracy after each epoch (inference mode)",
                xlabel="epoch", ylabel="accuracy", ylim=(0.0, 1.0))
         ax.grid(alpha=0.3)
