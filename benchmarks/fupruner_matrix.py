@@ -38,6 +38,7 @@ from tfm_fuse.models import reestimate_batchnorm, residual_cnn  # noqa: E402
 
 HERE = Path(__file__).parent
 BATCH, LR = 64, 2e-3
+EPOCHS = "resnet=4,mobilenetv2=8"
 
 # (name, options for prune(), options for FuPruner())
 CASES = [
@@ -202,15 +203,17 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet,mobilenetv2")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", default=EPOCHS,
+                    help="epochs for every model (4) or per model (resnet=4,mobilenetv2=8)")
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--out", default=str(HERE / "fupruner_matrix.json"))
     args = ap.parse_args(argv)
     wanted = [c for c in args.cases.split(",") if c]
     cases = [c for c in CASES if not wanted or c[0] in wanted]
     rows = []
+    epochs = dict(e.split("=") for e in args.epochs.split(",")) if "=" in args.epochs else {}
     for name in args.models.split(","):
-        rows += run_model(name, args.epochs, cases)
+        rows += run_model(name, int(epochs.get(name, args.epochs)), cases)
     Path(args.out).write_text(json.dumps(rows, indent=1))
     Path(args.out).with_suffix(".md").write_text(markdown(rows) + "\n")
     plot(rows, Path(args.out).with_suffix(".png"))

@@ -21,6 +21,7 @@ import numpy as np
 
 from tfm_fuse import rules
 from tfm_fuse.errors import UnsupportedLayerError, UnsupportedModelError
+from tfm_fuse.nesting import has_nested, inline_nested
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,10 @@ class ChannelGroup:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ModelGraph:
-    """The result of `analyze`: nodes in topological order, tensors, channel groups."""
+    """The result of `analyze`: nodes in topological order, tensors, channel groups.
+
+    `model` is the analysed model; when the given one nests models, it is its flat equivalent
+    (`nesting.inline_nested`: the same layer objects, nested models replayed inline)."""
 
     model: keras.Model
     nodes: tuple[Node, ...]
@@ -176,10 +180,13 @@ def analyze(model: keras.Model, *, allow_unknown: bool = False) -> ModelGraph:
         A `ModelGraph`.
 
     Raises:
-        UnsupportedModelError: subclassed, Keras 2, unbuilt or nested models.
+        UnsupportedModelError: subclassed, Keras 2 or unbuilt models (nested functional and
+            Sequential models are analysed through: see `tfm_fuse.nesting`).
         UnsupportedLayerError: a layer type the analysis does not know (unless allowed).
     """
     fn = functional_view(model)
+    if has_nested(fn):
+        fn = model = inline_nested(fn)  # the graph's model is the flat one: see `nesting`
     knodes = _walk(fn)
     tensor_index: dict[int, int] = {}
     kts: list = []
@@ -194,7 +201,6 @@ def analyze(model: keras.Model, *, allow_unknown: bool = False) -> ModelGraph:
         tid(kt)
     nodes = []
     for i, kn in enumerate(knodes):
-        _check_layer(kn.operation)
         ins = tuple(tid(t) for t in kn.input_tensors)
         outs = tuple(tid(t) for t in kn.outputs)
         position = {id(t): k for k, t in enumerate(kn.input_tensors)}
@@ -221,16 +227,6 @@ def analyze(model: keras.Model, *, allow_unknown: bool = False) -> ModelGraph:
         inputs_struct=keras.tree.map_structure(tid, getattr(fn, "_inputs_struct", fn.inputs)),
         outputs_struct=keras.tree.map_structure(tid, getattr(fn, "_outputs_struct", fn.outputs)),
     )
-
-
-def _check_layer(op) -> None:
-    if isinstance(op, keras.Model):
-        raise UnsupportedModelError(
-            f"Layer '{op.name}' is a nested model ({type(op).__name__}). tfm_fuse analyses one "
-            "level of layers: build the model with the inner model's layers called directly "
-            "(e.g. `base = MobileNetV2(input_tensor=inputs, include_top=False)` and continue "
-            "from `base.output`)."
-        )
 
 
 def _tensors(kts, nodes, inputs, outputs, channels) -> list[Tensor]:

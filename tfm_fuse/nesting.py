@@ -1,0 +1,117 @@
+"""Nested models inlined: one flat functional model calling the same layer objects.
+
+The transfer-learning idiom `base = MobileNetV2(include_top=False); x = base(inputs)` puts a
+whole model inside another as one "layer". The analysis needs the backbone's layers next to the
+head's, because a channel group can run across the boundary (the backbone's last convolution
+feeds the head's pooling and Dense). `inline_nested` replays the outer model node by node and
+every nested functional or Sequential model (at any depth) layer by layer, on fresh symbolic
+inputs. The replay calls the *same* layer objects, so it holds the caller's weights without a
+copy and a backbone called twice stays shared (its layers appear once, called twice).
+
+Everything built from the analysis (`fuse`, `prune`, `strip`) is therefore flat: the backbone's
+layers appear directly in the result under their own names. That is what every converter does
+anyway, and it lets pruning decide one channel group across the boundary.
+
+`base(x, training=False)` is honoured: its layers that take `training` are called with it.
+
+Example:
+    >>> base = keras.applications.MobileNetV2(weights=None, include_top=False,
+    ...                                        input_shape=(32, 32, 3))
+    >>> inputs = keras.Input((32, 32, 3))
+    >>> model = keras.Model(inputs, keras.layers.Dense(10)(
+    ...     keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))))
+    >>> flat = inline_nested(model)
+    >>> any(isinstance(layer, keras.Model) for layer in flat.layers)
+    False
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfm_fuse.errors import UnsupportedModelError
+
+Functional = keras.src.models.functional.Functional
+
+
+def has_nested(model: keras.Model) -> bool:
+    """Whether a functional model calls another functional or Sequential model."""
+    return any(isinstance(layer, keras.Model) for layer in model.layers)
+
+
+def inline_nested(model: keras.Model) -> keras.Model:
+    """`model` (functional) with every nested functional / Sequential model replayed inline.
+
+    Raises:
+        UnsupportedModelError: a nested subclassed model (its layers are connected only inside
+            `call`), or two different layers of the result with one name (e.g. the same
+            `keras.applications` constructor called twice: both have a layer 'Conv1').
+    """
+    inputs = [keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype,
+                          name=t._keras_history.operation.name) for t in model.inputs]
+    called: list = []
+    outputs = _replay(model, inputs, training=None, path=model.name, called=called)
+    _check_unique_names(model, called)
+    flat = keras.Model(keras.tree.pack_sequence_as(_struct(model, "_inputs_struct", "inputs"),
+                                                   inputs),
+                       keras.tree.pack_sequence_as(_struct(model, "_outputs_struct", "outputs"),
+                                                   outputs),
+                       name=model.name)
+    return flat
+
+
+def _struct(model, private: str, public: str):
+    value = getattr(model, private, None)
+    return getattr(model, public) if value is None else value
+
+
+def _replay(model: keras.Model, inputs: list, training, path: str, called: list) -> list:
+    """The flat outputs of `model` called on `inputs` (flat), nested models inlined."""
+    from tfm_fuse.graph import _walk  # graph imports this module
+
+    fn = _functional(model, path)
+    values = {id(t): x for t, x in zip(fn.inputs, inputs)}
+    for node in _walk(fn):
+        op = node.operation
+
+        def value(x):
+            return values[id(x)] if isinstance(x, keras.KerasTensor) else x
+
+        args = keras.tree.map_structure(value, tuple(node.arguments.args))
+        kwargs = keras.tree.map_structure(value, dict(node.arguments.kwargs))
+        if isinstance(op, keras.Model):
+            inner_training = kwargs.pop("training", training)
+            flat_in = [values[id(t)] for t in node.input_tensors]
+            outs = _replay(op, flat_in, inner_training, f"{path}/{op.name}", called)
+        else:
+            if training is not None and "training" not in kwargs and getattr(
+                    op, "_call_has_training_arg", False):
+                kwargs["training"] = training
+            outs = keras.tree.flatten(op(*args, **kwargs))
+            called.append(op)
+        for t, x in zip(node.outputs, outs):
+            values[id(t)] = x
+    return [values[id(t)] for t in fn.outputs]
+
+
+def _functional(model: keras.Model, path: str) -> keras.Model:
+    if isinstance(model, keras.Sequential):
+        model = getattr(model, "_functional", None) or model
+    if not isinstance(model, Functional):
+        raise UnsupportedModelError(
+            f"Layer '{path}' is a nested subclassed model ({type(model).__name__}): its layers "
+            "are connected only inside call(), so they cannot be analysed. Build it with the "
+            "functional API or keras.Sequential.")
+    return model
+
+
+def _check_unique_names(model: keras.Model, called: list) -> None:
+    seen: dict[str, keras.Layer] = {}
+    for layer in called:
+        other = seen.setdefault(layer.name, layer)
+        if other is not layer:
+            raise UnsupportedModelError(
+                f"Model '{model.name}' holds two different layers named '{layer.name}' once its "
+                "nested models are inlined (the same constructor called twice, e.g. two "
+                "keras.applications backbones). Give the inner models' layers distinct names, "
+                "or call one backbone instance twice to share it.")
