@@ -1,8 +1,7 @@
 """Nested functional and Sequential models are analysed through (`tfm_fuse.nesting`).
 
 The results of `fuse`, `prune` and `strip` are flat; they compute what the nested model does,
-a backbone called twice stays shared, `base(x, training=False)` stays in inference mode, and the
-caller's model is untouched.
+a backbone called twice stays shared, and the caller's model is untouched.
 """
 
 import keras
@@ -72,18 +71,18 @@ def test_shared_backbone_stays_shared():
     assert [type(layer) for layer in small.layers].count(L.Conv2D) == 2  # shared_conv, shared_skip
 
 
-def test_inference_mode_call_of_a_backbone_is_kept():
-    """`base(x, training=False)`: the backbone's BatchNorm stays in inference mode in training."""
-    base = _block((8, 8, 3), 4, "frozen")
-    randomize(base)
+def test_training_argument_of_a_backbone_call_behaves_as_in_keras():
+    """`base(x, training=False)`: the flat model matches the nested one in both modes (Keras 3's
+    functional call passes the outer `training` to every layer, overriding the recorded one)."""
+    base = randomize(_block((8, 8, 3), 4, "frozen"))
     inp = keras.Input((8, 8, 3))
     model = keras.Model(inp, L.Conv2D(2, 1, name="head")(base(inp, training=False)))
     flat = tfm_fuse.wrap(model)
     x = sample(model, batch=4)
-    np.testing.assert_allclose(flat(x, training=True), model(x, training=True), atol=1e-5)
-    # ...and without training=False the same model would differ in training mode
-    plain = keras.Model(inp, L.Conv2D(2, 1)(base(inp)))
-    assert not np.allclose(plain(x, training=True), plain(x, training=False), atol=1e-3)
+    for training in (True, False, None):
+        np.testing.assert_allclose(flat(x, training=training), model(x, training=training),
+                                   atol=1e-5)
+    assert not np.allclose(model(x, training=True), model(x, training=False), atol=1e-3)
 
 
 def test_one_constructor_twice_is_refused_with_the_name():

@@ -12,7 +12,8 @@ Everything built from the analysis (`fuse`, `prune`, `strip`) is therefore flat:
 layers appear directly in the result under their own names. That is what every converter does
 anyway, and it lets pruning decide one channel group across the boundary.
 
-`base(x, training=False)` is honoured: its layers that take `training` are called with it.
+A nested call's `training=` argument is recorded on its layers that take one (Keras 3's
+functional call overrides it with the outer call's `training` anyway, in both models alike).
 
 Example:
     >>> base = keras.applications.MobileNetV2(weights=None, include_top=False,
