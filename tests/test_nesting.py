@@ -105,7 +105,7 @@ def test_fupruner_on_a_nested_backbone():
     inp = keras.Input((12, 12, 3))
     out = L.Dense(3, name="logits")(L.GlobalAveragePooling2D()(base(inp)))
     model = keras.Model(inp, out)
-    masked = tfm_fuse.prune(model, method="fupruner", rate=0.5)
+    masked = tfm_fuse.prune(model, method="fupruner", macs=0.5)
     masked.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(128, 12, 12, 3)).astype("float32"), rng.integers(0, 3, 128)

@@ -85,7 +85,7 @@ class Profile:
 
 def _param_count(layer) -> int:
     layer = rules.unwrap(layer)  # a PruneWrapper counts as the layer it wraps
-    return int(sum(math.prod(v.shape) for v in layer.weights))
+    return int(sum(math.prod(v.shape) for v in getattr(layer, "weights", ())))
 
 
 def tensor_bytes(shape: tuple, dtype: str) -> int:

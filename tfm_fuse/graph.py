@@ -19,7 +19,7 @@ import warnings
 import keras
 import numpy as np
 
-from tfm_fuse import rules
+from tfm_fuse import op_rules, rules  # noqa: F401 (op_rules registers keras.ops rules)
 from tfm_fuse.errors import UnsupportedLayerError, UnsupportedModelError
 from tfm_fuse.nesting import has_nested, inline_nested
 
@@ -261,6 +261,8 @@ class _ChannelFlow:
         self.layer_name = ""
         self.in_shapes: list[tuple] = []
         self.out_shapes: list[tuple] = []
+        self.args: tuple = ()
+        self.kwargs: dict = {}
         self.node_ids: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
     # --- what rules may call -------------------------------------------------------------
@@ -304,8 +306,9 @@ class _ChannelFlow:
                               "to the analysis; its channels stay unpruned.", stacklevel=3)
             self.in_shapes = [tuple(self.kts[t].shape) for t in node.inputs]
             self.out_shapes = [tuple(self.kts[t].shape) for t in node.outputs]
+            self.args, self.kwargs = node.args, node.kwargs
             ins = [ids[t] for t in node.inputs]
-            if id(layer) in first_call and layer.weights:  # a shared layer: same channels
+            if id(layer) in first_call and rules.has_weights(layer):  # a shared layer: same channels
                 prev_ins, prev_outs = first_call[id(layer)]
                 for a, b in zip(ins, prev_ins):
                     self.union(a, b)
@@ -332,7 +335,7 @@ class _ChannelFlow:
         touches: dict[int, set] = {}
         positions: dict[tuple[str, str], np.ndarray] = {}
         for node in nodes:
-            if not node.layer.weights:
+            if not rules.has_weights(node.layer):
                 continue
             ins, outs = self.node_ids[node.index]
             for side, arrs in (("in", ins), ("out", outs)):

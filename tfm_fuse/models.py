@@ -67,7 +67,7 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> keras.Model:
             randomize_weights(layer, seed + 1)
             continue
         values = []
-        for v in layer.weights:
+        for v in getattr(layer, "weights", ()):
             name, shape = weight_name(v), tuple(v.shape)
             if name in ("moving_variance", "variance", "gamma"):
                 values.append(rng.uniform(0.5, 1.5, shape))

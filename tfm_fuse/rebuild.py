@@ -37,7 +37,8 @@ class Builder:
     def copy(self, layer: keras.Layer) -> keras.Layer:
         """A copy of `layer` (one per original layer, so shared layers stay shared)."""
         if id(layer) not in self._copies:
-            self._copies[id(layer)] = self.make(type(layer), layer.get_config(), layer.get_weights())
+            weights = layer.get_weights() if isinstance(layer, keras.Layer) else None  # keras.ops
+            self._copies[id(layer)] = self.make(type(layer), layer.get_config(), weights)
         return self._copies[id(layer)]
 
     def make(self, cls: type, config: dict, weights: dict | list | None = None) -> keras.Layer:
@@ -74,8 +75,8 @@ class Builder:
 
     def _set_pending(self, layer) -> None:
         weights = self._pending.pop(id(layer), None)
-        if weights is None:
-            return
+        if weights is None or (not len(weights) and not getattr(layer, "weights", ())):
+            return  # nothing to set (a keras.ops call holds no weights)
         if isinstance(weights, dict):
             missing = [v.path for v in layer.weights if weight_name(v) not in weights]
             if missing:

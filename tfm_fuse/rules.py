@@ -33,6 +33,8 @@ class FlowContext(Protocol):
     layer_name: str
     in_shapes: list[tuple]
     out_shapes: list[tuple]
+    args: tuple   # the call's arguments, input tensors as `graph.TensorRef`s (constants as given)
+    kwargs: dict
 
     def fresh(self, n: int) -> np.ndarray: ...
     def union(self, a: np.ndarray, b: np.ndarray) -> None: ...
@@ -134,9 +136,14 @@ def weight_name(variable) -> str:
     return variable.path.split("/")[-1]
 
 
+def has_weights(layer) -> bool:
+    """Whether a node's operation holds weights (a `keras.ops` call has none)."""
+    return bool(getattr(layer, "weights", ()))
+
+
 def weights_by_name(layer) -> dict[str, np.ndarray]:
     """`{"kernel": array, "bias": array, ...}`: a layer's weights by their short names."""
-    return {weight_name(v): keras.ops.convert_to_numpy(v) for v in layer.weights}
+    return {weight_name(v): keras.ops.convert_to_numpy(v) for v in getattr(layer, "weights", ())}
 
 
 def _spatial(shape: tuple) -> int:

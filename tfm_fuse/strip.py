@@ -41,7 +41,7 @@ def strip(model: keras.Model, *, allow_unknown: bool = False) -> keras.Model:
     def rewrite(node, inputs, builder: Builder):
         layer = node.layer
         rule = rules.get_rule(layer)
-        if not layer.weights and not (rule and rule.config_channels):
+        if not rules.has_weights(layer) and not (rule and rule.config_channels):
             return None
         if id(layer) not in cut_layers:
             cut_layers[id(layer)] = _cut(graph, node, dropped, builder)

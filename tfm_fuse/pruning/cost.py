@@ -71,7 +71,7 @@ class CostModel:
                    "out": g.tensors[node.outputs[0]].channels}
         inner = rules.unwrap(layer)
         if first:
-            for v in inner.weights:
+            for v in getattr(inner, "weights", ()):  # a keras.ops call has none
                 name, shape = rules.weight_name(v), tuple(int(d) for d in v.shape)
                 const, factors = float(math.prod(shape)), []
                 for ax in axes:

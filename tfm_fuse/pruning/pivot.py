@@ -86,7 +86,7 @@ def pivot(model: keras.Model) -> keras.Model:
     def rewrite(node, inputs, builder: Builder):
         layer = node.layer
         rule = rules.get_rule(layer)
-        if not layer.weights or rule is None or not rule.weight_axes(layer):
+        if not rules.has_weights(layer) or rule is None or not rule.weight_axes(layer):
             return None
         if id(layer) not in made:
             weights = _permuted_weights(layer, graph, node, pi)
