@@ -112,7 +112,8 @@ class FuPruner(keras.callbacks.Callback):
             self.model, criterion=self.criterion or options.criterion,
             scope=self.scope or options.scope,
             align=self.align if self.align is not None else options.align,
-            max_group_rate=self.max_group_rate, allow_unknown=options.allow_unknown)
+            max_group_rate=self.max_group_rate, allow_unknown=options.allow_unknown,
+            input_shape=options.input_shape)
         self._options = dataclasses.replace(
             options, budget=self.budget, schedule=schedule_to_config(self._schedule),
             update_freq=self._freq, criterion=self._updater.criterion_name,

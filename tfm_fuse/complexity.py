@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from tfm_fuse import rules
-from tfm_fuse.graph import ModelGraph, analyze
+from tfm_fuse.graph import ModelGraph, analyze, require_static
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,18 +93,22 @@ def tensor_bytes(shape: tuple, dtype: str) -> int:
     return math.prod(int(d) for d in shape[1:]) * np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
 
 
-def profile(model: keras.Model | ModelGraph, *, allow_unknown: bool = True) -> Profile:
+def profile(model: keras.Model | ModelGraph, *, allow_unknown: bool = True,
+            input_shape: tuple | list[tuple] | None = None) -> Profile:
     """Count parameters, MACs and activation memory of every layer of `model`.
 
     Args:
-        model: a Sequential or functional model, or its `ModelGraph`. Spatial dimensions must
-            be known (batch may be `None`).
+        model: a Sequential or functional model, or its `ModelGraph`.
         allow_unknown: count unknown layer types as 0 MACs instead of raising. Defaults to `True`.
+        input_shape: count at this input size (without the batch axis); needed when the model
+            takes inputs of unknown spatial size, e.g. `keras.Input((None, None, 3))`.
 
     Returns:
         A `Profile`; `str()` gives a table, `.to_dict()` a JSON-ready dict.
     """
-    graph = model if isinstance(model, ModelGraph) else analyze(model, allow_unknown=allow_unknown)
+    graph = model if isinstance(model, ModelGraph) else analyze(
+        model, allow_unknown=allow_unknown, input_shape=input_shape)
+    require_static(graph, "counting MACs and activation memory")
     by_layer: dict[int, dict] = {}
     for node in graph.nodes:
         layer = node.layer

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from tfm_fuse import op_rules, rules  # noqa: F401 (op_rules registers keras.ops rules)
-from tfm_fuse.errors import UnsupportedLayerError, UnsupportedModelError
+from tfm_fuse.errors import ConfigError, UnsupportedLayerError, UnsupportedModelError
 from tfm_fuse.nesting import has_nested, inline_nested
 
 
@@ -168,13 +168,17 @@ def _walk(fn: keras.Model):
     return order
 
 
-def analyze(model: keras.Model, *, allow_unknown: bool = False) -> ModelGraph:
+def analyze(model: keras.Model, *, allow_unknown: bool = False,
+            input_shape: tuple | list[tuple] | None = None) -> ModelGraph:
     """Analyse a Sequential or functional model into nodes, tensors and channel groups.
 
     Args:
         model: a built Keras 3 `Sequential` or functional `Model`. Not modified.
         allow_unknown: keep layers of unknown type (their channels pinned, with a warning)
             instead of raising. Defaults to `False`.
+        input_shape: analyse at this input size, without the batch axis (a list of shapes for
+            several inputs), e.g. `(224, 224, 3)` for a model built on `keras.Input((None,
+            None, 3))`. Defaults to the model's own input shapes.
 
     Returns:
         A `ModelGraph`.
@@ -185,8 +189,9 @@ def analyze(model: keras.Model, *, allow_unknown: bool = False) -> ModelGraph:
         UnsupportedLayerError: a layer type the analysis does not know (unless allowed).
     """
     fn = functional_view(model)
-    if has_nested(fn):
-        fn = model = inline_nested(fn)  # the graph's model is the flat one: see `nesting`
+    shapes = check_input_shape(fn, input_shape)
+    if has_nested(fn) or shapes is not None:
+        fn = model = inline_nested(fn, shapes)  # the graph's model is the flat one: `nesting`
     knodes = _walk(fn)
     tensor_index: dict[int, int] = {}
     kts: list = []
@@ -227,6 +232,39 @@ def analyze(model: keras.Model, *, allow_unknown: bool = False) -> ModelGraph:
         inputs_struct=keras.tree.map_structure(tid, getattr(fn, "_inputs_struct", fn.inputs)),
         outputs_struct=keras.tree.map_structure(tid, getattr(fn, "_outputs_struct", fn.outputs)),
     )
+
+
+def check_input_shape(fn: keras.Model, input_shape) -> list[tuple] | None:
+    """`input_shape` checked against the model's inputs: one shape per input, or `None`."""
+    if input_shape is None:
+        return None
+    shapes = [input_shape] if len(fn.inputs) == 1 and not (
+        input_shape and isinstance(input_shape[0], (tuple, list))) else list(input_shape)
+    own = [tuple(t.shape)[1:] for t in fn.inputs]
+    try:
+        shapes = [tuple(int(d) for d in s) for s in shapes]
+    except (TypeError, ValueError):
+        shapes = None
+    if shapes is None or len(shapes) != len(own) or any(
+            len(s) != len(o) or any(d is not None and d != e for d, e in zip(o, s))
+            for s, o in zip(shapes, own)):
+        raise ConfigError(
+            f"input_shape={input_shape!r} does not fit model '{fn.name}', whose inputs are "
+            f"{own if len(own) > 1 else own[0]} (batch axis left out; None is free). Give one "
+            "shape per input, e.g. input_shape=(224, 224, 3).")
+    return shapes
+
+
+def require_static(model: "ModelGraph | keras.Model", what: str) -> None:
+    """A clear error when `what` (counting MACs, a budget) meets an input of unknown size."""
+    model = model.model if isinstance(model, ModelGraph) else model
+    shapes = [tuple(t.shape) for t in functional_view(model).inputs]
+    dynamic = [s for s in shapes if any(d is None for d in s[1:])]
+    if dynamic:
+        raise ConfigError(
+            f"Model '{model.name}' takes inputs of unknown size {dynamic[0]}: {what} needs "
+            "every spatial size. Pass input_shape= with the size it will run at, e.g. "
+            f"input_shape={tuple(224 if d is None else d for d in dynamic[0][1:])}.")
 
 
 def _tensors(kts, nodes, inputs, outputs, channels) -> list[Tensor]:

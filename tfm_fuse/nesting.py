@@ -40,16 +40,21 @@ def has_nested(model: keras.Model) -> bool:
     return any(isinstance(layer, keras.Model) for layer in model.layers)
 
 
-def inline_nested(model: keras.Model) -> keras.Model:
+def inline_nested(model: keras.Model, input_shapes: list[tuple] | None = None) -> keras.Model:
     """`model` (functional) with every nested functional / Sequential model replayed inline.
+
+    With `input_shapes` (one shape per input, without the batch axis), the replay runs at that
+    size: the static twin of a model with dynamic spatial sizes (`analyze(input_shape=)`).
 
     Raises:
         UnsupportedModelError: a nested subclassed model (its layers are connected only inside
             `call`), or two different layers of the result with one name (e.g. the same
             `keras.applications` constructor called twice: both have a layer 'Conv1').
     """
-    inputs = [keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype,
-                          name=t._keras_history.operation.name) for t in model.inputs]
+    shapes = input_shapes or [tuple(t.shape)[1:] for t in model.inputs]
+    inputs = [keras.Input(batch_shape=(t.shape[0], *shape), dtype=t.dtype,
+                          name=t._keras_history.operation.name)
+              for t, shape in zip(model.inputs, shapes)]
     called: list = []
     outputs = _replay(model, inputs, training=None, path=model.name, called=called)
     _check_unique_names(model, called)

@@ -35,10 +35,19 @@ class Builder:
         self._pending: dict[int, dict | list] = {}
 
     def copy(self, layer: keras.Layer) -> keras.Layer:
-        """A copy of `layer` (one per original layer, so shared layers stay shared)."""
+        """A copy of `layer` (one per original layer, so shared layers stay shared).
+
+        A layer without weights that cannot be re-created from its config (a `Lambda` holding a
+        Python function, an unregistered custom layer) is carried over as the same object: it
+        has no state the new model could change."""
         if id(layer) not in self._copies:
             weights = layer.get_weights() if isinstance(layer, keras.Layer) else None  # keras.ops
-            self._copies[id(layer)] = self.make(type(layer), layer.get_config(), weights)
+            try:
+                self._copies[id(layer)] = self.make(type(layer), layer.get_config(), weights)
+            except UnsupportedLayerError:
+                if getattr(layer, "weights", ()):
+                    raise
+                self._copies[id(layer)] = layer
         return self._copies[id(layer)]
 
     def make(self, cls: type, config: dict, weights: dict | list | None = None) -> keras.Layer:

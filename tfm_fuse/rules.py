@@ -422,6 +422,13 @@ def require_rule(layer, *, allow_unknown: bool) -> Rule:
     if allow_unknown:
         return _UNKNOWN
     kind = "keras.ops call" if not isinstance(layer, keras.layers.Layer) else "layer type"
+    if isinstance(layer, layers.Lambda):
+        raise UnsupportedLayerError(
+            layer.name,
+            "is a Lambda layer: its Python function is opaque to the channel analysis, so "
+            "tfm_fuse cannot tell which channels it ties together. Pass allow_unknown=True to "
+            "keep its channels unpruned, or write the function with keras.ops calls (analysed) "
+            "or as a layer with a rule (tfm_fuse.rules.rule_for).")
     raise UnsupportedLayerError(
         layer.name,
         f"{kind} {type(layer).__name__} is not known to the channel analysis, so tfm_fuse cannot "

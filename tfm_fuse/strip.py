@@ -21,18 +21,22 @@ from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.rebuild import Builder, rebuild
 
 
-def strip(model: keras.Model, *, allow_unknown: bool = False) -> keras.Model:
+def strip(model: keras.Model, *, allow_unknown: bool | None = None) -> keras.Model:
     """Remove masked channels everywhere they flow and unwrap every `PruneWrapper`.
 
     Args:
         model: a model returned by `tfm_fuse.prune` (or any model holding `PruneWrapper`s).
             Not modified.
         allow_unknown: keep layers of unknown type as they are (their channels pinned, with a
-            warning), as `prune(..., allow_unknown=True)` did. Defaults to `False`.
+            warning). Defaults to `None`: `True` for a model holding `PruneWrapper`s (`prune`
+            already accepted its layers, under the caller's `allow_unknown`), else `False`.
 
     Returns:
         A new functional model without wrappers, whose output equals the masked model's.
     """
+    if allow_unknown is None:
+        allow_unknown = any(isinstance(layer, PruneWrapper)
+                            for layer in getattr(model, "layers", ()))
     graph = analyze(model, allow_unknown=allow_unknown)
     dropped = _dropped_channels(model, graph)
     _warn_if_fupruner_never_ran(model, dropped)

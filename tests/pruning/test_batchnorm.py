@@ -96,3 +96,26 @@ def test_recovered_variance_is_never_negative():
         restart.after_batch()
     assert (bn.moving_variance.numpy() >= 0).all()
     assert not np.isnan(model.predict(x, verbose=0)).any()
+
+
+def test_a_slow_momentum_is_held_to_the_default_horizon(monkeypatch):
+    """Momentum 0.999 (keras.applications): after MAX_HORIZON batches the statistics keep
+    following the recent batches (here a horizon of 2: each new batch weighs 1/2)."""
+    from tfm_fuse.pruning import batchnorm
+
+    monkeypatch.setattr(batchnorm, "MAX_HORIZON", 2)
+    model = _model(0.999)
+    bn = model.layers[2]
+    conv = keras.Model(model.input, model.layers[1].output)
+    restart = StatisticsRestart(model)
+    restart.restart()
+    rng = np.random.default_rng(0)
+    expected = None
+    for k in range(5):
+        x = rng.normal(loc=k, size=(8, 4, 4, 3)).astype("float32")
+        model.train_on_batch(x, np.zeros((8, 2), "float32"))
+        restart.after_batch()
+        batch = conv.predict(x, verbose=0).reshape(-1, 5).mean(0)
+        expected = batch if expected is None else 0.5 * expected + 0.5 * batch
+    assert restart.active  # still tracking: the layer's own momentum would lag 1,000 batches
+    np.testing.assert_allclose(bn.moving_mean.numpy(), expected, rtol=1e-3, atol=1e-4)

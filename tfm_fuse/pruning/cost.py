@@ -23,7 +23,7 @@ import numpy as np
 
 from tfm_fuse import rules
 from tfm_fuse.complexity import tensor_bytes
-from tfm_fuse.graph import ModelGraph
+from tfm_fuse.graph import ModelGraph, require_static
 from tfm_fuse.pruning.masks import removable
 
 METRICS = ("params", "macs", "activation_bytes")
@@ -47,6 +47,7 @@ class CostModel:
     """Costs of the model `graph` describes, as functions of which channel ids are kept."""
 
     def __init__(self, graph: ModelGraph):
+        require_static(graph, "pruning to a budget (its cost model)")
         self.graph = graph
         self.n_ids = 1 + max((int(t.channels.max()) for t in graph.tensors if len(t.channels)),
                              default=0)

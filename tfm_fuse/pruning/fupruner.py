@@ -58,12 +58,13 @@ class PruningOptions:
     update_freq: int | str | None = None
     allow_unknown: bool = False
     reference: float | None = None   # the accuracy guard's reference, once measured
+    input_shape: list | None = None  # the size costs are counted at (dynamic-size models)
 
     def get_config(self) -> dict:
         return {"budget": self.budget.get_config(), "criterion": self.criterion,
                 "scope": self.scope, "align": self.align, "schedule": self.schedule,
                 "update_freq": self.update_freq, "allow_unknown": self.allow_unknown,
-                "reference": self.reference}
+                "reference": self.reference, "input_shape": self.input_shape}
 
     @classmethod
     def from_config(cls, config: dict) -> "PruningOptions":
@@ -101,12 +102,13 @@ class MaskUpdater:
             Defaults to `0.9`.
         zero_masked: write zeros into masked filters at each update. Defaults to `True`.
         allow_unknown: analyse layers of unknown type as pinned. Defaults to `False`.
+        input_shape: count costs at this input size (models of unknown spatial size).
     """
 
     def __init__(self, model: keras.Model, *, criterion: str = DEFAULT_CRITERION,
                  scope: str = DEFAULT_SCOPE,
                  align: int | None = None, max_group_rate: float = 0.9, zero_masked: bool = True,
-                 allow_unknown: bool = False):
+                 allow_unknown: bool = False, input_shape=None):
         self.model = model
         self.criterion_name = criterion
         self.criterion = criteria.get(criterion)
@@ -114,7 +116,7 @@ class MaskUpdater:
         self.align = allocation.check_align(align)
         self.max_group_rate = max_group_rate
         self.zero_masked = zero_masked
-        self.graph = analyze(model, allow_unknown=allow_unknown)
+        self.graph = analyze(model, allow_unknown=allow_unknown, input_shape=input_shape)
         self.cost = CostModel(self.graph)
         self.full = self.cost.totals(self.cost.full())
         self.wrappers = wrappers(model)

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from tfm_fuse.errors import ConfigError, parse_choice
+from tfm_fuse.graph import check_input_shape, functional_view, require_static
 from tfm_fuse.pruning import criteria
 from tfm_fuse.pruning.allocation import aligned_keep, check_align, parse_scope
 from tfm_fuse.pruning.budget import Budget, Kind
@@ -65,7 +66,8 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
           macs: float | None = None, params: float | None = None, memory: float | None = None,
           align: int | None = None, criterion: str | None = None, scope: str | None = None,
           mode: str | None = None, target: float | None = None, seed: int | None = None,
-          layers: Iterable[str] | None = None, allow_unknown: bool = False) -> keras.Model:
+          layers: Iterable[str] | None = None, allow_unknown: bool = False,
+          input_shape: tuple | list[tuple] | None = None) -> keras.Model:
     """Prune `model`: one-shot, prepared for the `FuPruner` callback, or complexity-driven.
 
     The budget is one of `rate` (fraction of channels), `macs`, `params` or `memory` (fraction
@@ -93,6 +95,8 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
         seed: complexity sampling seed. Defaults to `0`.
         layers: restrict wrapping to these layer names. Defaults to all prunable layers.
         allow_unknown: pin unknown layer types instead of raising. Defaults to `False`.
+        input_shape: count the budget's costs at this input size (without the batch axis);
+            needed for a model of unknown spatial size, e.g. `keras.Input((None, None, 3))`.
 
     Returns:
         A wrapped model (`tfm_fuse.strip` makes it smaller), or for `"complexity"` a thin model.
@@ -125,6 +129,10 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
         raise ConfigError(f"`seed` must be an integer >= 0 or None. Received: seed={seed!r}")
     budget = Budget.from_options(rate=rate, macs=macs, params=params, memory=memory,
                                  default=None)
+    if input_shape is not None:  # checked (and made a list of shapes) once, here
+        input_shape = [list(s) for s in check_input_shape(functional_view(model), input_shape)]
+    elif method is not Method.COMPLEXITY:
+        require_static(model, "pruning to a budget (its cost model)")  # before fit, not in it
     align = check_align(align)
     if method is Method.COMPLEXITY:
         return _complexity(model, budget, mode, target, align, seed, allow_unknown)
@@ -133,13 +141,14 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
     if method is Method.FUPRUNER:
         criteria.get(criterion or DEFAULT_CRITERION)
         options = PruningOptions(budget=budget, criterion=criterion or DEFAULT_CRITERION,
-                                 scope=scope, align=align, allow_unknown=allow_unknown)
+                                 scope=scope, align=align, allow_unknown=allow_unknown,
+                                 input_shape=input_shape)
         wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
         write_options(wrapped, options)
         return wrapped
     wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
     updater = MaskUpdater(wrapped, criterion=method.value, scope=scope, align=align,
-                          zero_masked=False, allow_unknown=allow_unknown)
+                          zero_masked=False, allow_unknown=allow_unknown, input_shape=input_shape)
     updater.update(budget.value, budget.kind)
     return wrapped
 
