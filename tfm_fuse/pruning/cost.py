@@ -82,14 +82,9 @@ class CostModel:
                 self.terms.append(Term(0, layer.name, const, factors))
         in_shapes = [g.tensors[t].shape for t in node.inputs]
         out_shapes = [g.tensors[t].shape for t in node.outputs]
-        macs = rule.macs(layer, in_shapes, out_shapes) if rule else 0
-        if macs:
-            sides = [s for s in ("in", "out") if any(ax.side == s for ax in axes)]
-            const, factors = float(macs), []
-            for s in sides:
-                const /= max(len(side_ch[s]), 1)
-                factors.append((side_ch[s], 1))
-            self.terms.append(Term(1, layer.name, const, factors))
+        for const, sides in (rule.mac_terms(layer, in_shapes, out_shapes) if rule else []):
+            self.terms.append(Term(1, layer.name, float(const),
+                                   [(side_ch[s], 1) for s in sides]))
         for t in node.outputs:
             spec = g.tensors[t]
             total = tensor_bytes(spec.shape, spec.dtype)

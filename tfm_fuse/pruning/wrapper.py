@@ -167,3 +167,6 @@ class PruneWrapperRule(rules.Rule):
 
     def macs(self, layer, in_shapes, out_shapes):
         return rules.get_rule(layer.layer).macs(layer.layer, in_shapes, out_shapes)
+
+    def mac_terms(self, layer, in_shapes, out_shapes):
+        return rules.get_rule(layer.layer).mac_terms(layer.layer, in_shapes, out_shapes)
