@@ -130,6 +130,17 @@ class Rule:
     def macs(self, layer, in_shapes: list[tuple], out_shapes: list[tuple]) -> int:
         return 0
 
+    def mac_terms(self, layer, in_shapes, out_shapes) -> list[tuple[float, tuple[str, ...]]]:
+        """`macs` as a sum of `(constant, sides)` terms, each `constant x` the product of the
+        kept channel counts on `sides` (the pruning cost model). Default: one term over the
+        sides the weights run over (a convolution: `spatial x k x C_in x C_out`)."""
+        macs = self.macs(layer, in_shapes, out_shapes)
+        if not macs:
+            return []
+        sides = tuple(s for s in ("in", "out") if any(ax.side == s for ax in self.weight_axes(layer)))
+        channels = {"in": in_shapes[0][-1], "out": out_shapes[0][-1]}
+        return [(macs / math.prod(max(int(channels[s]), 1) for s in sides), sides)]
+
 
 def weight_name(variable) -> str:
     """A weight's short name, as rules refer to it: `"conv/kernel"` -> `"kernel"`."""
@@ -166,9 +177,10 @@ class Pinned(Rule):
     def flow(self, layer, ins, ctx):
         for ids in ins:
             ctx.pin(ids, self.reason)
-        out = ctx.fresh(int(ctx.out_shapes[0][-1]))
-        ctx.pin(out, self.reason)
-        return [out]
+        outs = [ctx.fresh(int(shape[-1] or 1) if shape else 1) for shape in ctx.out_shapes]
+        for out in outs:
+            ctx.pin(out, self.reason)
+        return outs
 
 
 @rule_for(
@@ -403,9 +415,15 @@ class SeparableRule(MixingRule):
         return [ctx.fresh(layer.filters)]
 
     def macs(self, layer, in_shapes, out_shapes):
-        cin, m = int(in_shapes[0][-1]), layer.depth_multiplier
-        depthwise = _spatial(out_shapes[0]) * cin * m * math.prod(layer.kernel_size)
-        return depthwise + _spatial(out_shapes[0]) * cin * m * layer.filters
+        return round(sum(c * math.prod(int({"in": in_shapes[0][-1], "out": layer.filters}[s])
+                                       for s in sides)
+                         for c, sides in self.mac_terms(layer, in_shapes, out_shapes)))
+
+    def mac_terms(self, layer, in_shapes, out_shapes):
+        # the depthwise part grows with the input channels only, the pointwise with both
+        spatial, m = _spatial(out_shapes[0]), layer.depth_multiplier
+        return [(spatial * m * math.prod(layer.kernel_size), ("in",)),
+                (spatial * m, ("in", "out"))]
 
 
 def unwrap(layer):
