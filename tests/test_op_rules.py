@@ -88,3 +88,24 @@ def test_unknown_op_is_pinned_through_prune_and_strip():
 ])
 def test_which_indices_keep_the_channel_axis(key, whole):
     assert _channel_axis_whole(key, rank=4) is whole
+
+
+class _Halves(L.Layer):
+    """An unknown layer with two outputs."""
+
+    def call(self, x):
+        return x[..., :4] * 2.0, x[..., 4:] + 1.0
+
+
+def test_unknown_layer_with_several_outputs_is_pinned():
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, name="conv")(L.Conv2D(6, 1, name="first")(inp))
+    a, b = _Halves(name="halves")(x)
+    model = randomize(keras.Model(inp, [L.Conv2D(2, 1)(a), L.Conv2D(3, 1)(b)]))
+    with pytest.raises(tfm_fuse.UnsupportedLayerError, match="halves"):
+        tfm_fuse.analyze(model)
+    with pytest.warns(UserWarning, match="halves"):
+        pruned = tfm_fuse.prune(model, method="l1", rate=0.5, allow_unknown=True)
+        small = tfm_fuse.strip(pruned)
+    assert_equivalent(small, pruned, sample(model))
+    assert small.get_layer("first").filters < 6
