@@ -27,3 +27,18 @@ def test_pruning_during_fit_snippet_runs_as_written(monkeypatch, tmp_path, capsy
     pred = scope["small"].predict(scope["x_test"], verbose=0)
     assert float(np.mean(pred.argmax(-1) == scope["y_test"])) > 0.95
     assert "'macs'" in capsys.readouterr().out
+
+
+def test_own_layer_rule_snippet_runs_as_written(capsys):
+    from tfm_fuse import rules
+
+    scope: dict = {}
+    x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype("float32")
+    try:
+        exec(compile(readme_block("## Models it accepts"), "README.md", "exec"), scope)
+        masked = scope["tfm_fuse"].prune(scope["model"], method="l1", rate=0.5)  # what was cut
+        np.testing.assert_allclose(scope["small"](x), masked(x), atol=1e-5)
+    finally:  # the snippet registers a rule for its class: leave the registry as it was
+        rules._RULES.pop(scope.get("ChannelScale"), None)
+    assert "(8,)" in capsys.readouterr().out
+    assert scope["small"].count_params() < scope["model"].count_params()
