@@ -19,7 +19,7 @@ import warnings
 import keras
 import numpy as np
 
-from tfm_fuse import op_rules, rules  # noqa: F401 (op_rules registers keras.ops rules)
+from tfm_fuse import application_rules, op_rules, rules  # noqa: F401 (they register rules)
 from tfm_fuse.errors import ConfigError, UnsupportedLayerError, UnsupportedModelError
 from tfm_fuse.nesting import has_nested, inline_nested
 

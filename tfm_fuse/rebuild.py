@@ -88,10 +88,19 @@ class Builder:
             return  # nothing to set (a keras.ops call holds no weights)
         if isinstance(weights, dict):
             missing = [v.path for v in layer.weights if weight_name(v) not in weights]
-            if missing:
+            if missing and _unnamed(layer) and len(weights) == len(layer.weights):
+                weights = list(weights.values())  # add_weight without a name: by position
+            elif missing:
                 raise UnsupportedLayerError(layer.name, f"no value for weights {missing}")
-            weights = [weights[weight_name(v)] for v in layer.weights]
+            else:
+                weights = [weights[weight_name(v)] for v in layer.weights]
         layer.set_weights([np.asarray(w) for w in weights])
+
+
+def _unnamed(layer) -> bool:
+    """Whether the layer's weights carry Keras's automatic names (`variable`, `variable_54`),
+    which differ between a layer and its copy."""
+    return all(weight_name(v).split("_")[0] == "variable" for v in layer.weights)
 
 
 def rebuild(graph: ModelGraph, rewrite: Rewrite | None = None, *, name: str | None = None,

@@ -1,0 +1,62 @@
+"""The zoo table: every keras.applications constructor and the Keras-examples models, through
+fuse, prune (l1, rate 0.5) and strip, with BatchNorm statistics re-estimated on the digits.
+
+Run:  python benchmarks/zoo.py [--only NAME,NAME]
+Writes benchmarks/zoo.json and benchmarks/zoo.md (the table in README 'Models it accepts').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from tests.zoo import ALL, check  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| model | fuse err | strip err | pruned vs original | MACs cut (rate 0.5) | layers → fused "
+           "| status |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['model']} | – | – | – | – | – | {r['error']} |")
+            continue
+        ok = r["fuse_err"] <= 1e-4 and r["strip_err"] <= 1e-4 and r["caller_untouched"]
+        out.append(f"| {r['model']} | {r['fuse_err']:.1e} | {r['strip_err']:.1e} | "
+                   f"{r['pruning_changed']:.2f} | {r['macs_cut']:.1%} | {r['layers']} → "
+                   f"{r['fused_layers']} | {'pass' if ok else 'FAIL'} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated model names (default: all)")
+    ap.add_argument("--out", default=str(HERE / "zoo.json"))
+    args = ap.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(ALL)
+    rows = []
+    for name in names:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                row = check(name)
+        except Exception as e:  # noqa: BLE001 - reported in the table
+            row = {"model": name, "error": f"{type(e).__name__}: {str(e)[:160]}"}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    Path(args.out).write_text(json.dumps(rows, indent=1))
+    Path(args.out).with_suffix(".md").write_text(markdown(rows) + "\n")
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

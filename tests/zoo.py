@@ -1,0 +1,152 @@
+"""The model zoo every transform is checked on: all `keras.applications` constructors, models
+written after the Keras examples, and the shapes edge users deploy (nested backbones, two
+heads). Shared by `tests/test_zoo.py` and `benchmarks/zoo.py` (which writes the table).
+
+Each model is checked the way it will be used: BatchNorm statistics re-estimated on real
+inputs (the shipped digits, as RGB in [0, 255]) — random statistics make deep nets explode and
+turn float32 round-off into false failures — then `fuse(m)(x) ≈ m(x)`,
+`strip(prune(m))(x) ≈ prune(m)(x)`, MACs cut, and the caller's model untouched.
+
+Example:
+    >>> row = check("MobileNetV3Small")
+    >>> row["fuse_err"] <= 1e-4 and row["strip_err"] <= 1e-4
+    True
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+import tfm_fuse
+from tfm_fuse.models import randomize_weights, reestimate_batchnorm
+
+L = keras.layers
+
+# keras.applications constructors and the smallest input each builds at without weights
+APPLICATIONS = {name: 32 for name in (
+    "ConvNeXtTiny ConvNeXtSmall ConvNeXtBase ConvNeXtLarge ConvNeXtXLarge "
+    "DenseNet121 DenseNet169 DenseNet201 "
+    "EfficientNetB0 EfficientNetB1 EfficientNetB2 EfficientNetB3 EfficientNetB4 EfficientNetB5 "
+    "EfficientNetB6 EfficientNetB7 EfficientNetV2B0 EfficientNetV2B1 EfficientNetV2B2 "
+    "EfficientNetV2B3 EfficientNetV2S EfficientNetV2M EfficientNetV2L "
+    "MobileNet MobileNetV2 MobileNetV3Small MobileNetV3Large NASNetMobile NASNetLarge "
+    "ResNet50 ResNet101 ResNet152 ResNet50V2 ResNet101V2 ResNet152V2 VGG16 VGG19").split()}
+APPLICATIONS.update(InceptionV3=75, InceptionResNetV2=75, Xception=71)
+
+
+def application(name: str) -> keras.Model:
+    size = APPLICATIONS[name]
+    kwargs = {"classifier_activation": None}  # logits: a softmax would hide differences
+    return getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
+                                              classes=10, **kwargs)
+
+
+def keypoint_model() -> keras.Model:
+    """The Keras keypoint-detection example: a nested MobileNetV2 backbone, `x / 127.5 - 1`."""
+    base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(96, 96, 3))
+    inputs = keras.Input((96, 96, 3))
+    x = base(inputs / 127.5 - 1.0)
+    x = L.SeparableConv2D(34, 3, activation="relu", name="kp_sep")(L.Dropout(0.3)(x))
+    return keras.Model(inputs, L.SeparableConv2D(34, 1, activation="sigmoid", name="kp_out")(x),
+                       name="keypoints")
+
+
+def deeplab_model() -> keras.Model:
+    """A DeepLabV3+-style segmenter after the Keras example: a ResNet50 backbone cut at two
+    depths, dilated spatial pyramid pooling, an upsampled decoder (`keras.ops` resize)."""
+    size = 64
+    inputs = keras.Input((size, size, 3))
+    backbone = keras.applications.ResNet50(weights=None, include_top=False, input_tensor=inputs)
+    high = backbone.get_layer("conv4_block6_2_relu").output
+    low = backbone.get_layer("conv2_block3_2_relu").output
+
+    def conv_block(x, filters, kernel=3, dilation=1, name=""):
+        x = L.Conv2D(filters, kernel, dilation_rate=dilation, padding="same", use_bias=False,
+                     name=f"{name}_conv")(x)
+        return L.ReLU(name=f"{name}_relu")(L.BatchNormalization(name=f"{name}_bn")(x))
+
+    pooled = L.AveragePooling2D(pool_size=high.shape[1:3], name="aspp_pool")(high)
+    pooled = conv_block(pooled, 32, 1, name="aspp_pool")
+    pooled = L.UpSampling2D(size=high.shape[1:3], interpolation="bilinear")(pooled)
+    branches = [pooled] + [conv_block(high, 32, 1 if d == 1 else 3, d, name=f"aspp_d{d}")
+                           for d in (1, 6, 12, 18)]
+    x = conv_block(L.Concatenate(name="aspp_cat")(branches), 32, 1, name="aspp_out")
+    x = keras.ops.image.resize(x, low.shape[1:3], interpolation="bilinear")
+    x = L.Concatenate(name="decoder_cat")([x, conv_block(low, 16, 1, name="low")])
+    x = conv_block(conv_block(x, 32, name="dec1"), 32, name="dec2")
+    x = keras.ops.image.resize(x, (size, size), interpolation="bilinear")
+    return keras.Model(inputs, L.Conv2D(5, 1, name="classes")(x), name="deeplab")
+
+
+def two_head_detector() -> keras.Model:
+    """A detection-style model: a shared trunk, a class head and a box head (two outputs)."""
+    inputs = keras.Input((32, 32, 3))
+    x = inputs / 255.0
+    for i, width in enumerate((16, 32, 64)):
+        x = L.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"trunk{i}")(x)
+        x = L.Activation("swish")(L.BatchNormalization(name=f"trunk{i}_bn")(x))
+    classes = L.Conv2D(10, 1, name="class_head")(L.Conv2D(32, 3, padding="same", activation="relu")(x))
+    boxes = L.Conv2D(4, 1, name="box_head")(L.Conv2D(32, 3, padding="same", activation="relu")(x))
+    return keras.Model(inputs, [classes, boxes], name="detector")
+
+
+def super_resolution() -> keras.Model:
+    """The Keras super-resolution example (ESPCN): any input size, sub-pixel upscaling with
+    `keras.ops.depth_to_space`."""
+    inputs = keras.Input((None, None, 1))
+    x = L.Conv2D(32, 5, padding="same", activation="relu")(inputs)
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = L.Conv2D(9, 3, padding="same")(x)
+    return keras.Model(inputs, keras.ops.depth_to_space(x, 3) if hasattr(keras.ops, "depth_to_space")
+                       else L.UpSampling2D(3)(x), name="espcn")
+
+
+EXAMPLES = {"keypoints (nested MobileNetV2)": keypoint_model, "DeepLabV3+ (ResNet50)": deeplab_model,
+            "two-head detector": two_head_detector}
+ALL = {**{name: (lambda n=name: application(n)) for name in APPLICATIONS}, **EXAMPLES}
+
+
+def digits(shape: tuple, n: int) -> np.ndarray:
+    """`n` shipped digits at `shape` (H, W, C), values in [0, 255]."""
+    (x, _), _ = tfm_fuse.data.load_mnist(n_train=n, n_test=0)
+    x = tfm_fuse.data.as_rgb(x, shape[0]) * 255.0
+    if shape[1] != shape[0]:
+        x = keras.ops.convert_to_numpy(keras.ops.image.resize(x, shape[:2]))
+    return x[..., :shape[2]].astype("float32")
+
+
+def _max_rel_diff(a: keras.Model, b: keras.Model, x) -> float:
+    ya = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(a(x, training=False))]
+    yb = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(b(x, training=False))]
+    return max(float(np.max(np.abs(p - q))) / max(1.0, float(np.max(np.abs(q))))
+               for p, q in zip(ya, yb, strict=True))
+
+
+def check(name: str, rate: float = 0.5) -> dict:
+    """Build `name`, calibrate it, and measure fuse / strip(prune) errors and the MACs cut."""
+    start = time.perf_counter()
+    keras.utils.set_random_seed(0)
+    model = ALL[name]()
+    randomize_weights(model, seed=0)
+    shape = tuple(model.inputs[0].shape[1:])
+    x = digits(shape, 36)
+    reestimate_batchnorm(model, x[4:])
+    x = x[:4]
+    before = [w.copy() for w in model.get_weights()]
+    fused = tfm_fuse.fuse(model)
+    pruned = tfm_fuse.prune(model, method="l1", rate=rate)
+    small = tfm_fuse.strip(pruned)
+    full = tfm_fuse.profile(model)
+    return {
+        "model": name,
+        "fuse_err": _max_rel_diff(fused, model, x),
+        "strip_err": _max_rel_diff(small, pruned, x),
+        "pruning_changed": _max_rel_diff(pruned, model, x),  # the checks above can fail
+        "layers": len(full.layers), "fused_layers": len(fused.layers),
+        "macs_cut": 1.0 - tfm_fuse.profile(small).macs / full.macs,
+        "caller_untouched": all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())),
+        "seconds": time.perf_counter() - start,
+    }
