@@ -104,9 +104,65 @@ def super_resolution() -> keras.Model:
                        else L.UpSampling2D(3)(x), name="espcn")
 
 
+def _hub():
+    import keras_hub  # a test extra: `pip install -e ".[test]"`
+
+    return keras_hub.models
+
+
+def hub_mobilenet_v3(image_shape=(64, 64, 3)) -> keras.Model:
+    """keras-hub's MobileNetV3 backbone (its docstring's configuration): blocks are composite
+    layers (`InvertedResidualBlock`, `DepthwiseConvBlock`, squeeze-and-excite), depthwise
+    convolutions are `Conv2D(groups=C)`."""
+    return _hub().MobileNetBackbone(
+        stackwise_expansion=[[40, 56], [64, 144, 144], [72, 72], [144, 288, 288]],
+        stackwise_num_blocks=[2, 3, 2, 3],
+        stackwise_num_filters=[[16, 16], [24, 24, 24], [24, 24], [48, 48, 48]],
+        stackwise_kernel_size=[[3, 3], [5, 5, 5], [5, 5], [5, 5, 5]],
+        stackwise_num_strides=[[2, 1], [2, 1, 1], [1, 1], [2, 1, 1]],
+        stackwise_se_ratio=[[None, None], [0.25] * 3, [0.3, 0.3], [0.3, 0.25, 0.25]],
+        stackwise_activation=[["relu", "relu"], ["hard_swish"] * 3, ["hard_swish"] * 2,
+                              ["hard_swish"] * 3],
+        stackwise_padding=[[1, 1], [2, 2, 2], [2, 2], [2, 2, 2]],
+        output_num_filters=288, depthwise_filters=8, depthwise_stride=2,
+        depthwise_residual=False, last_layer_filter=288, squeeze_and_excite=0.5,
+        image_shape=image_shape)
+
+
+def hub_efficientnet_v2() -> keras.Model:
+    """keras-hub's EfficientNetV2-style backbone: `FusedMBConvBlock` and `MBConvBlock` layers."""
+    return _hub().EfficientNetBackbone(
+        stackwise_width_coefficients=[1.0] * 4, stackwise_depth_coefficients=[1.0] * 4,
+        stackwise_kernel_sizes=[3, 3, 3, 3], stackwise_num_repeats=[1, 2, 2, 2],
+        stackwise_input_filters=[24, 24, 48, 64], stackwise_output_filters=[24, 48, 64, 128],
+        stackwise_expansion_ratios=[1, 4, 4, 4],
+        stackwise_squeeze_and_excite_ratios=[0.0, 0.0, 0.0, 0.25],
+        stackwise_strides=[1, 2, 2, 2], stackwise_block_types=["fused", "fused", "fused", "unfused"],
+        stackwise_force_input_filters=[0] * 4, stackwise_nores_option=[False] * 4,
+        input_shape=(64, 64, 3), num_features=256)
+
+
+def hub_resnet_v2() -> keras.Model:
+    """keras-hub's pre-activation ResNet (its docstring's configuration, 32x32)."""
+    return _hub().ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 64, 64],
+        stackwise_num_blocks=[2, 2, 2], stackwise_num_strides=[1, 2, 2],
+        block_type="basic_block", use_pre_activation=True, image_shape=(32, 32, 3))
+
+
+def hub_mobilenet_classifier() -> keras.Model:
+    """A keras-hub task model: the MobileNetV3 backbone nested in an image classifier."""
+    return _hub().MobileNetImageClassifier(backbone=hub_mobilenet_v3(), num_classes=10)
+
+
+HUB = {"keras-hub MobileNetV3 backbone": hub_mobilenet_v3,
+       "keras-hub EfficientNetV2 backbone": hub_efficientnet_v2,
+       "keras-hub ResNetV2 backbone": hub_resnet_v2,
+       "keras-hub MobileNetV3 classifier": hub_mobilenet_classifier}
+
 EXAMPLES = {"keypoints (nested MobileNetV2)": keypoint_model, "DeepLabV3+ (ResNet50)": deeplab_model,
             "two-head detector": two_head_detector}
-ALL = {**{name: (lambda n=name: application(n)) for name in APPLICATIONS}, **EXAMPLES}
+ALL = {**{name: (lambda n=name: application(n)) for name in APPLICATIONS}, **EXAMPLES, **HUB}
 
 
 def digits(shape: tuple, n: int) -> np.ndarray:

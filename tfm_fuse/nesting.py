@@ -36,34 +36,61 @@ Functional = keras.src.models.functional.Functional
 
 
 def has_nested(model: keras.Model) -> bool:
-    """Whether a functional model calls another functional or Sequential model."""
-    return any(isinstance(layer, keras.Model) for layer in model.layers)
+    """Whether a functional model calls another model or a composite layer (see `composite`)."""
+    return any(isinstance(layer, keras.Model) or composite(layer) for layer in model.layers)
+
+
+def composite(layer) -> bool:
+    """A layer without a rule of its own that is built from sublayers (a keras-hub block, a
+    user's residual block): its `call` is traced on symbolic tensors, sublayer by sublayer."""
+    from tfm_fuse.rules import get_rule
+
+    return (isinstance(layer, keras.Layer) and get_rule(layer) is None
+            and any(True for _ in layer._flatten_layers(include_self=False, recursive=False)))
 
 
 def inline_nested(model: keras.Model, input_shapes: list[tuple] | None = None) -> keras.Model:
-    """`model` (functional) with every nested functional / Sequential model replayed inline.
+    """`model` with nested models and composite layers inlined, level after level."""
+    flat = _inline_once(model, input_shapes)
+    for _ in range(MAX_DEPTH):
+        if not has_nested(flat):
+            return flat
+        flat = _inline_once(flat)
+    raise UnsupportedModelError(f"Model '{model.name}' nests models or composite layers more "
+                                f"than {MAX_DEPTH} levels deep.")
+
+
+MAX_DEPTH = 32
+
+
+def _inline_once(model: keras.Model, input_shapes: list[tuple] | None = None) -> keras.Model:
+    """`model` (functional) with every nested model and composite layer replayed inline.
 
     With `input_shapes` (one shape per input, without the batch axis), the replay runs at that
     size: the static twin of a model with dynamic spatial sizes (`analyze(input_shape=)`).
 
     Raises:
-        UnsupportedModelError: a nested subclassed model (its layers are connected only inside
-            `call`), or two different layers of the result with one name (e.g. the same
-            `keras.applications` constructor called twice: both have a layer 'Conv1').
+        UnsupportedModelError: two different layers of the result with one name (e.g. the
+            same constructor called twice: both have a layer 'Conv1').
     """
     shapes = input_shapes or [tuple(t.shape)[1:] for t in model.inputs]
     inputs = [keras.Input(batch_shape=(t.shape[0], *shape), dtype=t.dtype,
                           name=t._keras_history.operation.name)
               for t, shape in zip(model.inputs, shapes)]
-    called: list = []
-    outputs = _replay(model, inputs, training=None, path=model.name, called=called)
-    _check_unique_names(model, called)
-    flat = keras.Model(keras.tree.pack_sequence_as(_struct(model, "_inputs_struct", "inputs"),
-                                                   inputs),
-                       keras.tree.pack_sequence_as(_struct(model, "_outputs_struct", "outputs"),
-                                                   outputs),
-                       name=model.name)
-    return flat
+    outputs = _replay(model, inputs, training=None, path=model.name)
+    try:
+        return keras.Model(
+            keras.tree.pack_sequence_as(_struct(model, "_inputs_struct", "inputs"), inputs),
+            keras.tree.pack_sequence_as(_struct(model, "_outputs_struct", "outputs"), outputs),
+            name=model.name)
+    except ValueError as e:
+        if "should be unique" not in str(e):
+            raise
+        raise UnsupportedModelError(
+            f"Model '{model.name}' holds two different layers with one name once its nested "
+            f"models are inlined ({e}). This happens when one constructor is called twice "
+            "(e.g. two keras.applications backbones): give the inner layers distinct names, or "
+            "call one backbone instance twice to share it.") from None
 
 
 def _struct(model, private: str, public: str):
@@ -71,7 +98,7 @@ def _struct(model, private: str, public: str):
     return getattr(model, public) if value is None else value
 
 
-def _replay(model: keras.Model, inputs: list, training, path: str, called: list) -> list:
+def _replay(model: keras.Model, inputs: list, training, path: str) -> list:
     """The flat outputs of `model` called on `inputs` (flat), nested models inlined."""
     from tfm_fuse.graph import _walk  # graph imports this module
 
@@ -85,39 +112,50 @@ def _replay(model: keras.Model, inputs: list, training, path: str, called: list)
 
         args = keras.tree.map_structure(value, tuple(node.arguments.args))
         kwargs = keras.tree.map_structure(value, dict(node.arguments.kwargs))
-        if isinstance(op, keras.Model):
+        if isinstance(op, keras.Model) and isinstance(_functional_or_none(op), Functional):
             inner_training = kwargs.pop("training", training)
             flat_in = [values[id(t)] for t in node.input_tensors]
-            outs = _replay(op, flat_in, inner_training, f"{path}/{op.name}", called)
+            outs = _replay(op, flat_in, inner_training, f"{path}/{op.name}")
         else:
             if training is not None and "training" not in kwargs and getattr(
                     op, "_call_has_training_arg", False):
                 kwargs["training"] = training
-            outs = keras.tree.flatten(op(*args, **kwargs))
-            called.append(op)
+            if isinstance(op, keras.Model) or composite(op):
+                outs = keras.tree.flatten(_trace(op, args, kwargs, f"{path}/{op.name}"))
+            else:
+                outs = keras.tree.flatten(op(*args, **kwargs))
         for t, x in zip(node.outputs, outs):
             values[id(t)] = x
     return [values[id(t)] for t in fn.outputs]
 
 
-def _functional(model: keras.Model, path: str) -> keras.Model:
+def _trace(op, args, kwargs, path: str):
+    """`op.call` on symbolic tensors: its sublayers and keras.ops calls enter the flat graph."""
+    if not getattr(op, "_call_has_training_arg", False):
+        kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+    kwargs = {k: v for k, v in kwargs.items() if k != "mask" or v is not None}
+    try:
+        return op.call(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - re-raised with the layer named
+        kind = "subclassed model" if isinstance(op, keras.Model) else "composite layer"
+        raise UnsupportedModelError(
+            f"Layer '{path}' is a {kind} ({type(op).__name__}) whose call() could not be traced "
+            f"on symbolic tensors ({type(e).__name__}: {e}), so its inner layers cannot be "
+            "analysed. Register a rule for it (tfm_fuse.rules.rule_for), or build it from "
+            "layers and keras.ops calls only.") from e
+
+
+def _functional_or_none(model: keras.Model):
     if isinstance(model, keras.Sequential):
-        model = getattr(model, "_functional", None) or model
-    if not isinstance(model, Functional):
+        return getattr(model, "_functional", None)
+    return model if isinstance(model, Functional) else None
+
+
+def _functional(model: keras.Model, path: str) -> keras.Model:
+    functional = _functional_or_none(model)
+    if functional is None:
         raise UnsupportedModelError(
             f"Layer '{path}' is a nested subclassed model ({type(model).__name__}): its layers "
             "are connected only inside call(), so they cannot be analysed. Build it with the "
             "functional API or keras.Sequential.")
-    return model
-
-
-def _check_unique_names(model: keras.Model, called: list) -> None:
-    seen: dict[str, keras.Layer] = {}
-    for layer in called:
-        other = seen.setdefault(layer.name, layer)
-        if other is not layer:
-            raise UnsupportedModelError(
-                f"Model '{model.name}' holds two different layers named '{layer.name}' once its "
-                "nested models are inlined (the same constructor called twice, e.g. two "
-                "keras.applications backbones). Give the inner models' layers distinct names, "
-                "or call one backbone instance twice to share it.")
+    return functional

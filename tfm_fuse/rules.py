@@ -346,8 +346,10 @@ class ConvRule(MixingRule):
     def flow(self, layer, ins, ctx):
         if layer.data_format == "channels_first":
             return Pinned.flow(self, layer, ins, ctx)
-        out = ctx.fresh(layer.filters)
         groups = getattr(layer, "groups", 1)  # Conv*Transpose has no `groups`
+        if _depthwise_as_grouped(layer, ins[0]):
+            return [ins[0]]  # one filter per channel: channels pass, as in DepthwiseConv2D
+        out = ctx.fresh(layer.filters)
         if groups > 1:
             reason = f"grouped convolution (groups={groups}) needs equal channels per group"
             ctx.pin(ins[0], reason)
@@ -359,10 +361,22 @@ class ConvRule(MixingRule):
             return tuple(ax for ax in self.axes if ax.side == "out")
         return self.axes
 
+    def cut(self, layer, keep_in, keep_out, weights=None):
+        config, weights = super().cut(layer, keep_in, keep_out, weights)
+        if getattr(layer, "groups", 1) > 1 and layer.groups == layer.filters:
+            config["groups"] = config["filters"]  # depthwise as grouped: still one per group
+        return config, weights
+
     def macs(self, layer, in_shapes, out_shapes):
         kernel = math.prod(layer.kernel_size)
         cin = int(in_shapes[0][-1]) // layer.groups
         return _spatial(out_shapes[0]) * layer.filters * kernel * cin
+
+
+def _depthwise_as_grouped(layer, in_ids) -> bool:
+    """`Conv2D(C, k, groups=C)` on C channels: a depthwise convolution (keras-hub builds them so)."""
+    groups = getattr(layer, "groups", 1)
+    return groups > 1 and groups == layer.filters == len(in_ids)
 
 
 @rule_for(layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)

@@ -1,0 +1,26 @@
+"""Every model of the zoo (`tests/zoo.py`): fuse ≈, strip(prune) ≈, MACs cut, caller untouched.
+
+The 40 `keras.applications` constructors and the Keras-examples models, each with BatchNorm
+statistics re-estimated on the shipped digits. The largest constructors are marked slow (still
+run in CI); `python benchmarks/zoo.py` prints the same checks as a table.
+"""
+
+import pytest
+
+from tests.zoo import ALL, check
+
+# minutes rather than seconds on 2 cores (build + fuse + prune + strip)
+HEAVY = {"ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB5", "EfficientNetB6",
+         "EfficientNetB7", "EfficientNetV2M", "EfficientNetV2L", "NASNetLarge", "ResNet152",
+         "ResNet152V2", "InceptionResNetV2", "DenseNet201"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in ALL])
+def test_zoo_model(name):
+    row = check(name)
+    assert row["fuse_err"] <= 1e-4, row
+    assert row["strip_err"] <= 1e-4, row
+    assert row["pruning_changed"] > 1e-3, row  # pruning moved the outputs: the checks can fail
+    assert row["macs_cut"] >= 0.3, row
+    assert row["caller_untouched"], row
