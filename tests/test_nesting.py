@@ -85,6 +85,43 @@ def test_training_argument_of_a_backbone_call_behaves_as_in_keras():
     assert not np.allclose(model(x, training=True), model(x, training=False), atol=1e-3)
 
 
+class ResidualBlock(L.Layer):
+    """A user's composite layer: sublayers and keras.ops inside call()."""
+
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(width, 3, padding="same", use_bias=False)
+        self.bn = L.BatchNormalization()
+
+    def call(self, x):
+        return keras.ops.relu(x + self.bn(self.conv(keras.ops.relu(x))))
+
+
+class SubclassedHead(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(6, 1)
+        self.dense = L.Dense(3)
+
+    def call(self, x):
+        return self.dense(keras.ops.mean(self.conv(x), axis=(1, 2)))
+
+
+def test_composite_layers_and_subclassed_models_are_traced_through():
+    inp = keras.Input((10, 10, 3))
+    x = L.Conv2D(8, 3, padding="same", name="stem")(inp)
+    x = ResidualBlock(8, name="res")(ResidualBlock(8, name="res0")(x))
+    model = randomize(keras.Model(inp, SubclassedHead(name="head")(x)))
+    x = sample(model, batch=4)
+    assert_equivalent(tfm_fuse.fuse(model), model, x)
+    pruned = tfm_fuse.prune(model, method="l1", rate=0.5)
+    small = tfm_fuse.strip(pruned)
+    assert_equivalent(small, pruned, x)
+    # the blocks' inner convolutions were pruned (not pinned whole)
+    convs = [layer for layer in small.layers if isinstance(layer, L.Conv2D)]
+    assert len(convs) == 4 and convs[-1].filters < 6
+
+
 def test_one_constructor_twice_is_refused_with_the_name():
     inp = keras.Input((8, 8, 3))
     a, b = _block((8, 8, 3), 4, "twin"), _block((8, 8, 3), 4, "twin")

@@ -43,9 +43,10 @@ def has_nested(model: keras.Model) -> bool:
 def composite(layer) -> bool:
     """A layer without a rule of its own that is built from sublayers (a keras-hub block, a
     user's residual block): its `call` is traced on symbolic tensors, sublayer by sublayer."""
-    from tfm_fuse.rules import get_rule
+    from tfm_fuse.rules import UNTRACEABLE, get_rule
 
     return (isinstance(layer, keras.Layer) and get_rule(layer) is None
+            and layer not in UNTRACEABLE
             and any(True for _ in layer._flatten_layers(include_self=False, recursive=False)))
 
 
@@ -120,29 +121,28 @@ def _replay(model: keras.Model, inputs: list, training, path: str) -> list:
             if training is not None and "training" not in kwargs and getattr(
                     op, "_call_has_training_arg", False):
                 kwargs["training"] = training
-            if isinstance(op, keras.Model) or composite(op):
-                outs = keras.tree.flatten(_trace(op, args, kwargs, f"{path}/{op.name}"))
-            else:
-                outs = keras.tree.flatten(op(*args, **kwargs))
+            traced = _trace(op, args, kwargs) if isinstance(op, keras.Model) or composite(op) else None
+            outs = keras.tree.flatten(op(*args, **kwargs) if traced is None else traced)
         for t, x in zip(node.outputs, outs):
             values[id(t)] = x
     return [values[id(t)] for t in fn.outputs]
 
 
-def _trace(op, args, kwargs, path: str):
-    """`op.call` on symbolic tensors: its sublayers and keras.ops calls enter the flat graph."""
+def _trace(op, args, kwargs):
+    """`op.call` on symbolic tensors: its sublayers and keras.ops calls enter the flat graph.
+    `None` if it cannot run on them (e.g. it calls TensorFlow directly): the layer then stays
+    one node, unknown to the analysis, with the reason remembered for its error message."""
+    from tfm_fuse.rules import UNTRACEABLE
+
     if not getattr(op, "_call_has_training_arg", False):
         kwargs = {k: v for k, v in kwargs.items() if k != "training"}
     kwargs = {k: v for k, v in kwargs.items() if k != "mask" or v is not None}
     try:
         return op.call(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001 - re-raised with the layer named
-        kind = "subclassed model" if isinstance(op, keras.Model) else "composite layer"
-        raise UnsupportedModelError(
-            f"Layer '{path}' is a {kind} ({type(op).__name__}) whose call() could not be traced "
-            f"on symbolic tensors ({type(e).__name__}: {e}), so its inner layers cannot be "
-            "analysed. Register a rule for it (tfm_fuse.rules.rule_for), or build it from "
-            "layers and keras.ops calls only.") from e
+    except Exception as e:  # noqa: BLE001 - reported by the analysis, with the layer named
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        UNTRACEABLE[op] = f"its call() could not be traced on symbolic tensors ({type(e).__name__}: {first_line[:200]})"
+        return None
 
 
 def _functional_or_none(model: keras.Model):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from typing import Callable, Protocol
 
 import keras
@@ -52,6 +53,8 @@ class WeightAxis:
 
 
 _RULES: dict[type, "Rule"] = {}
+# composite layers whose call could not be traced (`nesting`), with the reason
+UNTRACEABLE: "weakref.WeakKeyDictionary[keras.Layer, str]" = weakref.WeakKeyDictionary()
 
 
 def rule_for(*classes: type, override: bool = False) -> Callable[[type], type]:
@@ -461,11 +464,12 @@ def require_rule(layer, *, allow_unknown: bool) -> Rule:
             "tfm_fuse cannot tell which channels it ties together. Pass allow_unknown=True to "
             "keep its channels unpruned, or write the function with keras.ops calls (analysed) "
             "or as a layer with a rule (tfm_fuse.rules.rule_for).")
+    traced = f" It is built from sublayers, but {UNTRACEABLE[layer]}." if layer in UNTRACEABLE else ""
     raise UnsupportedLayerError(
         layer.name,
         f"{kind} {type(layer).__name__} is not known to the channel analysis, so tfm_fuse cannot "
-        "tell which channels it ties together. Pass allow_unknown=True to keep its channels "
-        "unpruned, or register a rule with tfm_fuse.rules.rule_for.",
+        f"tell which channels it ties together.{traced} Pass allow_unknown=True to keep its "
+        "channels unpruned, or register a rule with tfm_fuse.rules.rule_for.",
     )
 
 
