@@ -302,3 +302,32 @@ def test_keras2_model_is_refused():
     cb.set_model(Functional())
     with pytest.raises(tfm_fuse.UnsupportedModelError, match="tf_keras"):
         cb.on_train_begin()
+
+
+class _Opaque(keras.layers.Layer):
+    """A layer the analysis does not know (pinned under allow_unknown)."""
+
+    def call(self, x):
+        return x * 2.0
+
+
+def test_allow_unknown_carries_through_fupruner_strip_and_rate_for_macs():
+    from tfm_fuse.pruning.fupruner import rate_for_macs
+
+    L = keras.layers
+    inp = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(inp)))
+    x = L.Conv2D(8, 3, padding="same")(_Opaque(name="opaque")(x))
+    model = keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(L.Conv2D(8, 3)(x))))
+    with pytest.warns(UserWarning, match="opaque"):
+        masked = tfm_fuse.prune(model, method="fupruner", allow_unknown=True)
+        masked.compile(optimizer="adam",
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+        masked.fit(x, rng.integers(0, 3, 64), epochs=3, batch_size=16, verbose=0,
+                   validation_split=0.25, callbacks=[callbacks.FuPruner()])
+        small = tfm_fuse.strip(masked)
+        assert 0 < rate_for_macs(model, 0.3, allow_unknown=True) < 1
+    np.testing.assert_allclose(small(x[:4]), masked(x[:4]), atol=1e-5)
+    assert tfm_fuse.profile(small).macs < 0.7 * tfm_fuse.profile(model).macs

@@ -108,7 +108,7 @@ def fused(model, group: ChannelGroup, graph: ModelGraph | None = None) -> np.nda
     if graph is None:
         from tfm_fuse.graph import analyze
 
-        graph = analyze(model)
+        graph = analyze(model, allow_unknown=True)
 
     def scale(name: str):
         s = bn_scale(graph, name)

@@ -204,7 +204,8 @@ class MaskUpdater:
 
 
 def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None = None,
-                  scope: str = "layer", criterion: str = "l2") -> float:
+                  scope: str = "layer", criterion: str = "l2", allow_unknown: bool = False,
+                  input_shape=None) -> float:
     """The channel rate at which the stripped model has `macs_removed` (a fraction) fewer MACs.
 
     A bisection over the rate, on a wrapped copy of `model` (not modified), with the same
@@ -217,7 +218,8 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
         >>> masked = tfm_fuse.prune(model, method="fupruner", rate=rate, scope="layer")
     """
     check_fraction(macs_removed, "macs_removed")
-    updater = MaskUpdater(wrap(model), criterion=criterion, scope=scope, align=align,
-                          zero_masked=False)
+    updater = MaskUpdater(wrap(model, allow_unknown=allow_unknown), criterion=criterion,
+                          scope=scope, align=align, zero_masked=False,
+                          allow_unknown=allow_unknown, input_shape=input_shape)
     scores = allocation.group_scores(updater.model, updater.graph, updater.criterion)
     return updater.rate_for(scores, macs_removed, Kind.MACS)

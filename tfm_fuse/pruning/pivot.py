@@ -70,16 +70,18 @@ def _permuted_weights(layer, graph: ModelGraph, node, pi: np.ndarray) -> list[np
     return out
 
 
-def pivot(model: keras.Model) -> keras.Model:
+def pivot(model: keras.Model, *, allow_unknown: bool = True) -> keras.Model:
     """A copy of `model` whose prunable channels are reordered kept-first; outputs unchanged.
 
     Args:
         model: a model holding `PruneWrapper`s (e.g. from `tfm_fuse.prune`). Not modified.
+        allow_unknown: keep unknown layers pinned (`prune` already accepted them). Defaults to
+            `True`.
 
     Returns:
         The pivoted model (still wrapped, masks permuted with the weights).
     """
-    graph = analyze(model)
+    graph = analyze(model, allow_unknown=allow_unknown)
     pi = channel_permutation(model, graph)
     made: dict[int, keras.Layer] = {}
 
