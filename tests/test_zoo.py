@@ -7,7 +7,7 @@ run in CI); `python benchmarks/zoo.py` prints the same checks as a table.
 
 import pytest
 
-from tests.zoo import ALL, check
+from tests.zoo import ALL, check, fuse_ok
 
 # minutes rather than seconds on 2 cores (build + fuse + prune + strip)
 HEAVY = {"ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB5", "EfficientNetB6",
@@ -19,7 +19,7 @@ HEAVY = {"ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB5", "E
                                   for n in ALL])
 def test_zoo_model(name):
     row = check(name)
-    assert row["fuse_err"] <= 1e-4, row
+    assert fuse_ok(row), row  # ≤ 1e-4, or float32 round-off of the model (float64 twin)
     assert row["strip_err"] <= 1e-4, row
     assert row["pruning_changed"] > 1e-3, row  # pruning moved the outputs: the checks can fail
     assert row["macs_cut"] >= 0.3, row
