@@ -15,12 +15,13 @@ statistics seen since the restart (recovered exactly from BatchNorm's own update
 `new = m * old + (1 - m) * batch`), and hands back to the layer's momentum once that average
 spans `1 / (1 - m)` batches, as many as the momentum itself remembers.
 
-A momentum above Keras's default 0.99 is held to 0.99's horizon (`MAX_HORIZON` = 100 batches)
-for as long as training runs: the statistics then describe the weights of the last hundred
-batches. With `keras.applications`' 0.999 an average over the thousand batches since a mask
-change describes weights that training has long moved away from: MobileNetV2 (32x32 digits,
-8 epochs) ended `fit` at 0.765 held-out accuracy in inference mode this way, against 0.96 for
-the same weights with re-estimated statistics.
+A slower momentum is held to `MAX_HORIZON` = 10 batches (momentum 0.9's memory) for as long
+as training runs: the statistics then describe the weights of the last ten batches. With
+`keras.applications`' 0.999, an average over the thousand batches since a mask change describes
+weights that training has long moved away from: MobileNetV2 (32x32 digits, 8 epochs, FuPruner
+defaults) ended `fit` at 0.765 held-out accuracy in inference mode that way, 0.917 with a
+100-batch horizon, 0.962 with 10 — and 0.967 for the same weights with statistics re-estimated
+on 2,048 training digits, so what remained was the statistics, not the pruning.
 
 Example:
     >>> restart = StatisticsRestart(masked_model)
@@ -36,7 +37,10 @@ import math
 import keras
 import numpy as np
 
-MAX_HORIZON = 100  # batches: the memory of Keras's default momentum, 0.99
+# batches: momentum 0.9's memory. Chosen on the validation split (MobileNetV2, 32x32 digits,
+# 8 epochs, FuPruner defaults): final val_accuracy 0.966 with 10, 0.964 with 30, 0.910 with
+# 100; the same weights with re-estimated statistics reach 0.967 on held-out digits.
+MAX_HORIZON = 10
 
 
 def batchnorm_layers(model: keras.Model) -> list:
