@@ -49,7 +49,7 @@ def _conv_then(op, width=8):
 
 @pytest.mark.parametrize("op, reason", [
     (lambda x: x * np.arange(8, dtype="float32"), "per-channel constant"),
-    (lambda x: keras.ops.concatenate([x[..., :3], x[..., 3:]], axis=-1), "indexes the channel"),
+    (lambda x: x[..., ::2], "indexes the channel axis with a step"),
     (lambda x: keras.ops.repeat(keras.ops.sum(x, axis=-1, keepdims=True), 8, axis=-1), None),
     (lambda x: keras.ops.transpose(keras.ops.transpose(x, (0, 3, 1, 2)), (0, 2, 3, 1)),
      "moves the channel axis"),
@@ -82,6 +82,7 @@ def test_unknown_op_is_pinned_through_prune_and_strip():
     ((Ellipsis,), True),
     ((slice(None), 0), True),
     ((Ellipsis, slice(None, 3)), False),
+    ((Ellipsis, slice(0, None)), False),
     ((Ellipsis, 0), False),
     ((slice(None),) * 3 + (slice(2, None),), False),
     ((Ellipsis, None), False),
@@ -109,3 +110,19 @@ def test_unknown_layer_with_several_outputs_is_pinned():
         small = tfm_fuse.strip(pruned)
     assert_equivalent(small, pruned, sample(model))
     assert small.get_layer("first").filters < 6
+
+
+def test_channel_slices_are_cut_with_their_offsets():
+    """`x[..., :5]` and `x[..., 5:]` of one convolution feed two heads: each slice keeps its
+    channels prunable, and strip re-counts the slices over the kept channels."""
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(12, 3, name="conv")(L.Conv2D(6, 1, name="first")(inp))
+    a = L.Conv2D(4, 1, name="head_a")(keras.ops.relu(x[..., :5]))
+    b = L.Conv2D(4, 1, name="head_b")(x[:, :, :, 5:])
+    model = randomize(keras.Model(inp, L.Add()([a, b])))
+    conv = [g for g in tfm_fuse.analyze(model).groups if ("conv", "out") in g.members]
+    assert [(g.prunable, g.size) for g in conv] == [(True, 5), (True, 7)]  # one per head
+    pruned = tfm_fuse.prune(model, method="l1", rate=0.5)
+    small = tfm_fuse.strip(pruned)
+    assert small.get_layer("conv").filters < 12
+    assert_equivalent(small, pruned, sample(model, batch=4))

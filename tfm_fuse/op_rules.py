@@ -9,8 +9,9 @@ operands among the node's arguments. Each class gets a rule like any layer's:
   operand (an array, not a scalar) pins the channels it touches;
 - reductions, transposes, reshapes, expand/squeeze, padding, resizing and concatenation pass or
   concatenate channels when the channel (last) axis stays last and whole, and pin them otherwise;
-- `x[...]` passes channels when the index leaves the channel axis whole; a slice or an index on
-  the channel axis pins the sliced tensor (its indices would change with every removed channel).
+- `x[...]` passes channels when the index leaves the channel axis whole, and a slice of the
+  channel axis (`x[..., 8:24]`) takes those channels, like one input of a `Concatenate`; a
+  strided slice or an index on the channel axis pins the sliced tensor.
 
 Any other `keras.ops` call is unknown: refused, or pinned with a warning under
 `allow_unknown=True`.
@@ -184,24 +185,56 @@ class SoftmaxOpRule(PassThrough):
 
 @rule_for(kops.numpy.GetItem)
 class GetItemOpRule(PassThrough):
-    """`x[:, 1:-1]` or `x[..., :]` pass channels; `x[..., :3]` or `x[..., 0]` pin `x`."""
+    """`x[:, 1:-1]` passes channels; `x[..., 8:24]` takes channels 8 to 23, like one input of a
+    `Concatenate` (cut at strip time: the slice is re-counted over the kept channels); a strided
+    slice or an index on the channel axis (`x[..., ::2]`, `x[..., 0]`) pins `x`."""
 
     def flow(self, op, ins, ctx):
-        key = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs.get("key")
-        if _channel_axis_whole(key, len(ctx.in_shapes[0])) and (
-                ctx.out_shapes[0][-1] == ctx.in_shapes[0][-1]):
+        key = _key(ctx.args, ctx.kwargs)
+        entry = _channel_entry(key, len(ctx.in_shapes[0]))
+        if entry == slice(None) and ctx.out_shapes[0][-1] == ctx.in_shapes[0][-1]:
             return [ins[0]]
-        return _pin_through(op, ins, ctx, "indexes the channel axis (its indices would change "
-                                          "with every removed channel)")
+        if isinstance(entry, slice) and entry.indices(len(ins[0]))[2] == 1:
+            return [ins[0][entry]]
+        return _pin_through(op, ins, ctx, "indexes the channel axis with a step or an index "
+                                          "(its positions would change with removed channels)")
+
+    def cut_arguments(self, node, keep_in: list[np.ndarray]) -> tuple[tuple, dict] | None:
+        """The call's arguments for the stripped input: the channel slice re-counted."""
+        key = _key(node.args, node.kwargs)
+        entry = _channel_entry(key, 0)
+        if not isinstance(entry, slice) or entry == slice(None):
+            return None
+        start, stop, _ = entry.indices(len(keep_in[0]))
+        kept_before = np.concatenate([[0], np.cumsum(keep_in[0])])
+        new_entry = slice(int(kept_before[start]), int(kept_before[max(start, stop)]))
+        key = key if isinstance(key, tuple) else (key,)
+        key = key[:-1] + (new_entry,)
+        if len(node.args) > 1:
+            return (node.args[0], key, *node.args[2:]), node.kwargs
+        return node.args, {**node.kwargs, "key": key}
+
+
+def _key(args, kwargs):
+    return args[1] if len(args) > 1 else kwargs.get("key")
+
+
+def _channel_entry(key, rank: int):
+    """What the index `key` does to the channel (last) axis: `slice(None)` (kept whole and
+    last), another `slice`, or `None` (an index, a new axis, a tensor: not reasoned about).
+    `rank=0` skips the check that the key reaches the last axis (it is known to)."""
+    key = key if isinstance(key, tuple) else (key,)
+    if any(k is None for k in key) or not all(
+            isinstance(k, (int, np.integer, slice, type(Ellipsis))) for k in key):
+        return None
+    if Ellipsis in key:
+        after = key[key.index(Ellipsis) + 1:]
+        return slice(None) if not after else (after[-1] if isinstance(after[-1], slice) else None)
+    if rank and len(key) < rank:
+        return slice(None)
+    return key[-1] if isinstance(key[-1], slice) else None
 
 
 def _channel_axis_whole(key, rank: int) -> bool:
     """Whether the index `key` takes the channel (last) axis whole and leaves it last."""
-    key = key if isinstance(key, tuple) else (key,)
-    if any(k is None for k in key) or not all(
-            isinstance(k, (int, np.integer, slice, type(Ellipsis))) for k in key):
-        return False  # new axes, tensors or lists as indices: not reasoned about
-    if Ellipsis in key:
-        after = key[key.index(Ellipsis) + 1:]
-        return not after or after[-1] == slice(None)
-    return len(key) < rank or key[-1] == slice(None)
+    return _channel_entry(key, rank) == slice(None)

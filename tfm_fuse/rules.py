@@ -133,6 +133,11 @@ class Rule:
     def macs(self, layer, in_shapes: list[tuple], out_shapes: list[tuple]) -> int:
         return 0
 
+    def cut_arguments(self, node, keep_in: list[np.ndarray]) -> "tuple[tuple, dict] | None":
+        """New call arguments `(args, kwargs)` for the stripped inputs, or `None` to keep them
+        (a channel slice `x[..., a:b]` re-counts `a` and `b` over the kept channels)."""
+        return None
+
     def mac_terms(self, layer, in_shapes, out_shapes) -> list[tuple[float, tuple[str, ...]]]:
         """`macs` as a sum of `(constant, sides)` terms, each `constant x` the product of the
         kept channel counts on `sides` (the pruning cost model). Default: one term over the

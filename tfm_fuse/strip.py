@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import keras
@@ -45,8 +46,11 @@ def strip(model: keras.Model, *, allow_unknown: bool | None = None) -> keras.Mod
     def rewrite(node, inputs, builder: Builder):
         layer = node.layer
         rule = rules.get_rule(layer)
+        moved = rule.cut_arguments(node, _keep(graph, node.inputs, dropped)) if rule else None
+        if moved is not None:  # the same operation, called with re-counted arguments
+            node = dataclasses.replace(node, args=moved[0], kwargs=moved[1])
         if not rules.has_weights(layer) and not (rule and rule.config_channels):
-            return None
+            return None if moved is None else builder.call(node, builder.copy(layer), inputs)
         if id(layer) not in cut_layers:
             cut_layers[id(layer)] = _cut(graph, node, dropped, builder)
         return builder.call(node, cut_layers[id(layer)], inputs)
@@ -70,10 +74,14 @@ def _dropped_channels(model: keras.Model, graph: ModelGraph) -> np.ndarray:
     return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
 
 
+def _keep(graph: ModelGraph, tensors, dropped: np.ndarray) -> list[np.ndarray]:
+    """Per tensor, which of its channels `strip` keeps."""
+    return [~np.isin(graph.tensors[t].channels, dropped) for t in tensors]
+
+
 def _cut(graph: ModelGraph, node, dropped: np.ndarray, builder: Builder) -> keras.Layer:
     layer = node.layer
-    keep_in = [~np.isin(graph.tensors[t].channels, dropped) for t in node.inputs]
-    keep_out = [~np.isin(graph.tensors[t].channels, dropped) for t in node.outputs]
+    keep_in, keep_out = _keep(graph, node.inputs, dropped), _keep(graph, node.outputs, dropped)
     rule = rules.get_rule(layer)
     if not isinstance(layer, PruneWrapper) and not (
             rule and (rule.weight_axes(layer) or rule.config_channels)):
