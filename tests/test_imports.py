@@ -88,8 +88,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: tfm_fuse.strip imports pruning.masks, whose "
-                   "package imports complexity_prune, which imports strip inside a function")
 def test_import_graph_is_acyclic():
     graph = import_graph()
     assert "tfm_fuse.pruning.wrapper" in graph and "tfm_fuse.callbacks.fupruner" in graph

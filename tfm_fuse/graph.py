@@ -21,14 +21,8 @@ import numpy as np
 
 from tfm_fuse import application_rules, op_rules, rules  # noqa: F401 (they register rules)
 from tfm_fuse.errors import ConfigError, UnsupportedLayerError, UnsupportedModelError
-from tfm_fuse.nesting import has_nested, inline_nested
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorRef:
-    """Placeholder for the `index`-th input tensor of a node inside its call arguments."""
-
-    index: int
+from tfm_fuse.nesting import has_nested, inline_nested, walk
+from tfm_fuse.rules import TensorRef  # noqa: F401 (graph.TensorRef: what Node.args hold)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -145,29 +139,6 @@ def functional_view(model) -> keras.Model:
     return model
 
 
-def _walk(fn: keras.Model):
-    """Nodes of `fn` in topological order, as (keras node) list, from its outputs backwards."""
-    order, state = [], {}
-    stack = [(t._keras_history, False) for t in reversed(fn.outputs)]
-    while stack:
-        (op, node_index, _), expanded = stack.pop()
-        node = op._inbound_nodes[node_index]
-        key = id(node)
-        if node.is_input or state.get(key) == "done":
-            continue
-        if expanded:
-            state[key] = "done"
-            order.append(node)
-            continue
-        if state.get(key) == "open":
-            continue
-        state[key] = "open"
-        stack.append(((op, node_index, 0), True))
-        for t in reversed(node.input_tensors):
-            stack.append((t._keras_history, False))
-    return order
-
-
 def analyze(model: keras.Model, *, allow_unknown: bool = False,
             input_shape: tuple | list[tuple] | None = None) -> ModelGraph:
     """Analyse a Sequential or functional model into nodes, tensors and channel groups.
@@ -192,7 +163,7 @@ def analyze(model: keras.Model, *, allow_unknown: bool = False,
     shapes = check_input_shape(fn, input_shape)
     if has_nested(fn) or shapes is not None:
         fn = model = inline_nested(fn, shapes)  # the graph's model is the flat one: `nesting`
-    knodes = _walk(fn)
+    knodes = walk(fn)
     tensor_index: dict[int, int] = {}
     kts: list = []
 

@@ -101,11 +101,9 @@ def _struct(model, private: str, public: str):
 
 def _replay(model: keras.Model, inputs: list, training, path: str) -> list:
     """The flat outputs of `model` called on `inputs` (flat), nested models inlined."""
-    from tfm_fuse.graph import _walk  # graph imports this module
-
     fn = _functional(model, path)
     values = {id(t): x for t, x in zip(fn.inputs, inputs)}
-    for node in _walk(fn):
+    for node in walk(fn):
         op = node.operation
 
         def value(x):
@@ -143,6 +141,29 @@ def _trace(op, args, kwargs):
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
         UNTRACEABLE[op] = f"its call() could not be traced on symbolic tensors ({type(e).__name__}: {first_line[:200]})"
         return None
+
+
+def walk(fn: keras.Model):
+    """Nodes of `fn` in topological order, as (keras node) list, from its outputs backwards."""
+    order, state = [], {}
+    stack = [(t._keras_history, False) for t in reversed(fn.outputs)]
+    while stack:
+        (op, node_index, _), expanded = stack.pop()
+        node = op._inbound_nodes[node_index]
+        key = id(node)
+        if node.is_input or state.get(key) == "done":
+            continue
+        if expanded:
+            state[key] = "done"
+            order.append(node)
+            continue
+        if state.get(key) == "open":
+            continue
+        state[key] = "open"
+        stack.append(((op, node_index, 0), True))
+        for t in reversed(node.input_tensors):
+            stack.append((t._keras_history, False))
+    return order
 
 
 def _functional_or_none(model: keras.Model):

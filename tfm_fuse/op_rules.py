@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from keras.src import ops as kops
 
-from tfm_fuse.rules import PassThrough, Pinned, last_axis, rule_for
+from tfm_fuse.rules import PassThrough, Pinned, TensorRef, last_axis, rule_for
 
 
 def _classes(module, names: str) -> list[type]:
@@ -57,8 +57,6 @@ REDUCTIONS = _classes(kops.numpy, "Mean Sum Max Min Amax Amin Prod Std Var Media
 
 def _constants(ctx) -> list[np.ndarray]:
     """The node's non-tensor array operands (scalars excluded)."""
-    from tfm_fuse.graph import TensorRef
-
     leaves = keras.tree.flatten((ctx.args, ctx.kwargs))
     return [np.asarray(a) for a in leaves
             if not isinstance(a, (TensorRef, str, type(None), slice, type(Ellipsis)))

@@ -52,6 +52,13 @@ class WeightAxis:
     repeat: int = 1  # each channel owns `repeat` consecutive positions on that axis
 
 
+@dataclasses.dataclass(frozen=True)
+class TensorRef:
+    """Placeholder for the `index`-th input tensor of a node inside its call arguments."""
+
+    index: int
+
+
 _RULES: dict[type, "Rule"] = {}
 # composite layers whose call could not be traced (`nesting`), with the reason
 UNTRACEABLE: "weakref.WeakKeyDictionary[keras.Layer, str]" = weakref.WeakKeyDictionary()

@@ -25,6 +25,7 @@ from tfm_fuse.graph import analyze
 from tfm_fuse.pruning.allocation import apply_masks, check_align
 from tfm_fuse.pruning.cost import METRICS, CostModel
 from tfm_fuse.pruning.wrapping import wrap
+from tfm_fuse.pruning.stripping import strip
 
 
 class Mode(StrEnum):
@@ -91,7 +92,6 @@ def complexity_prune(model: keras.Model, *, mode: str = "FA", target: float = 0.
     Raises:
         ConfigError: bad mode or target, or a target the prunable groups cannot reach.
     """
-    from tfm_fuse.strip import strip
 
     mode, target, align = parse_mode(mode), check_target(target), check_align(align)
     step = step or align or 1
