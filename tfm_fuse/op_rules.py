@@ -30,7 +30,8 @@ import keras
 import numpy as np
 from keras.src import ops as kops
 
-from tfm_fuse.rules import PassThrough, Pinned, TensorRef, last_axis, rule_for
+from tfm_fuse.rules import (PassThrough, Pinned, TensorRef, cut_target_shape, last_axis,
+                            rule_for)
 
 
 def _classes(module, names: str) -> list[type]:
@@ -129,12 +130,7 @@ class ReshapeOpRule(_ShapeKeepingRule):
     config_channels = True
 
     def cut(self, op, keep_in, keep_out, weights=None):
-        config = op.get_config()
-        shape = list(config["newshape"])
-        if shape[-1] != -1:
-            shape[-1] = int(keep_out[0].sum())
-        config["newshape"] = tuple(shape)
-        return config, {}
+        return cut_target_shape(op, "newshape", keep_out), {}
 
 
 @rule_for(kops.numpy.ExpandDims, kops.numpy.Squeeze)

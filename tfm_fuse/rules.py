@@ -278,12 +278,17 @@ class ReshapeRule(ReshapingRule):
         return super().flow(layer, ins, ctx)
 
     def cut(self, layer, keep_in, keep_out, weights=None):
-        config = layer.get_config()
-        target = list(config["target_shape"])
-        if target[-1] != -1:
-            target[-1] = int(keep_out[0].sum())
-        config["target_shape"] = tuple(target)
-        return config, {}
+        return cut_target_shape(layer, "target_shape", keep_out), {}
+
+
+def cut_target_shape(layer, key: str, keep_out: list[np.ndarray]) -> dict:
+    """A reshape's config with its last (channel) size set to the kept count (`-1` stays)."""
+    config = layer.get_config()
+    shape = list(config[key])
+    if shape[-1] != -1:
+        shape[-1] = int(keep_out[0].sum())
+    config[key] = tuple(shape)
+    return config
 
 
 @rule_for(layers.Flatten)
