@@ -10,7 +10,6 @@ being imported when the importer runs).
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).parents[1]
 PACKAGES = {"tfm_fuse": ROOT / "tfm_fuse", "tfm_fuse.callbacks": ROOT / "callbacks",
