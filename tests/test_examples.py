@@ -66,3 +66,13 @@ def test_convert_savedmodel(tmp_path):
         assert report["ok"] is True, (target, report["issues"])
         assert (tmp_path / "out" / target / artefact).exists()
         assert f"{target}: ok" in out
+
+
+@pytest.mark.slow
+def test_transfer_learning(tmp_path):
+    run_example("transfer_learning.py", tmp_path, "--out", "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["nested_models_left"] == 0
+    assert summary["strip_max_abs_difference"] < 1e-3
+    assert 0.45 <= summary["macs_removed"] <= 0.55
+    load_and_check(tmp_path / "out" / "pruned.keras")
