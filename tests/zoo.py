@@ -155,7 +155,22 @@ def hub_mobilenet_classifier() -> keras.Model:
     return _hub().MobileNetImageClassifier(backbone=hub_mobilenet_v3(), num_classes=10)
 
 
+def hub_deeplab_segmenter() -> keras.Model:
+    """A keras-hub task model with a nested encoder of several outputs: DeepLabV3 on the
+    pyramid outputs (P2, P4) of a ResNet backbone."""
+    hub = _hub()
+    encoder = hub.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 64, 64],
+        stackwise_num_blocks=[1, 1, 1], stackwise_num_strides=[1, 2, 2],
+        block_type="basic_block", image_shape=(64, 64, 3))
+    backbone = hub.DeepLabV3Backbone(
+        image_encoder=encoder, low_level_feature_key="P2", spatial_pyramid_pooling_key="P4",
+        upsampling_size=4, dilation_rates=[2, 4], projection_filters=16, image_shape=(64, 64, 3))
+    return hub.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=4)
+
+
 HUB = {"keras-hub MobileNetV3 backbone": hub_mobilenet_v3,
+       "keras-hub DeepLabV3 segmenter": hub_deeplab_segmenter,
        "keras-hub EfficientNetV2 backbone": hub_efficientnet_v2,
        "keras-hub ResNetV2 backbone": hub_resnet_v2,
        "keras-hub MobileNetV3 classifier": hub_mobilenet_classifier}

@@ -210,6 +210,10 @@ class Pinned(Rule):
     layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D,
     layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
     layers.UpSampling1D, layers.UpSampling2D, layers.UpSampling3D,
+    # spatial preprocessing and augmentation: each channel is moved, never mixed
+    *(getattr(layers, n) for n in ("Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
+                                   "RandomRotation", "RandomZoom", "RandomTranslation")
+      if hasattr(layers, n)),
 )
 class ElementwiseRule(PassThrough):
     def flow(self, layer, ins, ctx):
