@@ -12,11 +12,12 @@ from tests.zoo import ALL, check, fuse_ok
 # minutes rather than seconds on 2 cores (build + fuse + prune + strip)
 HEAVY = {"ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB5", "EfficientNetB6",
          "EfficientNetB7", "EfficientNetV2M", "EfficientNetV2L", "NASNetLarge", "ResNet152",
-         "ResNet152V2", "InceptionResNetV2", "DenseNet201"}
+         "ResNet152V2", "InceptionResNetV2", "DenseNet201", "EfficientNetV2S"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
-                                  for n in ALL])
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[pytest.mark.slow, pytest.mark.xdist_group("heavy_zoo")])
+    if n in HEAVY else n for n in ALL])
 def test_zoo_model(name):
     row = check(name)
     assert fuse_ok(row), row  # ≤ 1e-4, or float32 round-off of the model (float64 twin)
