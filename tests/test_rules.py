@@ -58,7 +58,8 @@ def test_a_second_registration_is_refused_unless_asked():
     rules.rule_for(ChannelScale, override=True)(ChannelScaleRule)  # restore
 
 
-def test_a_registered_criterion_is_used_by_name():
+def test_a_registered_criterion_is_used_by_name(monkeypatch):
+    monkeypatch.setattr(criteria, "CRITERIA", dict(criteria.CRITERIA))  # unregistered afterwards
     calls = []
 
     def first_channels(model, group, graph=None):
