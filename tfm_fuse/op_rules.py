@@ -183,6 +183,8 @@ class GetItemOpRule(PassThrough):
     `Concatenate` (cut at strip time: the slice is re-counted over the kept channels); a strided
     slice or an index on the channel axis (`x[..., ::2]`, `x[..., 0]`) pins `x`."""
 
+    call_channels = True
+
     def flow(self, op, ins, ctx):
         key = _key(ctx.args, ctx.kwargs)
         entry = _channel_entry(key, len(ctx.in_shapes[0]))

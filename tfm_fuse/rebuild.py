@@ -22,7 +22,7 @@ import numpy as np
 
 from tfm_fuse.errors import UnsupportedLayerError
 from tfm_fuse.graph import ModelGraph, Node, TensorRef
-from tfm_fuse.rules import weight_name
+from tfm_fuse.rules import has_weights, weight_name
 
 Rewrite = Callable[[Node, list, "Builder"], "list | None"]
 
@@ -45,7 +45,7 @@ class Builder:
             try:
                 self._copies[id(layer)] = self.make(type(layer), layer.get_config(), weights)
             except UnsupportedLayerError:
-                if getattr(layer, "weights", ()):
+                if has_weights(layer):
                     raise
                 self._copies[id(layer)] = layer
         return self._copies[id(layer)]
@@ -84,7 +84,7 @@ class Builder:
 
     def _set_pending(self, layer) -> None:
         weights = self._pending.pop(id(layer), None)
-        if weights is None or (not len(weights) and not getattr(layer, "weights", ())):
+        if weights is None or (not len(weights) and not has_weights(layer)):
             return  # nothing to set (a keras.ops call holds no weights)
         if isinstance(weights, dict):
             missing = [v.path for v in layer.weights if weight_name(v) not in weights]

@@ -109,6 +109,7 @@ class Rule:
     axes: tuple[WeightAxis, ...] = ()
     size_key: str | None = None  # config key holding the number of output channels
     config_channels: bool = False  # the config names a channel count even without weights
+    call_channels: bool = False    # the call's arguments name channel positions (`cut_arguments`)
 
     def flow(self, layer, ins: list[np.ndarray], ctx: FlowContext) -> list[np.ndarray]:
         return [ins[0]]

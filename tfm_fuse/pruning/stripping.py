@@ -46,7 +46,8 @@ def strip(model: keras.Model, *, allow_unknown: bool | None = None) -> keras.Mod
     def rewrite(node, inputs, builder: Builder):
         layer = node.layer
         rule = rules.get_rule(layer)
-        moved = rule.cut_arguments(node, _keep(graph, node.inputs, dropped)) if rule else None
+        moved = (rule.cut_arguments(node, _keep(graph, node.inputs, dropped))
+                 if rule and rule.call_channels else None)
         if moved is not None:  # the same operation, called with re-counted arguments
             node = dataclasses.replace(node, args=moved[0], kwargs=moved[1])
         if not rules.has_weights(layer) and not (rule and rule.config_channels):
