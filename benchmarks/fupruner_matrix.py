@@ -11,7 +11,7 @@ The baseline's figures are the better of its own (inference mode) and a copy's w
 statistics are re-estimated on 2,048 training images after each epoch: MobileNetV2's momentum
 0.999 leaves the plain model at chance after 4 epochs, which would flatter every pruned case.
 
-Run:  python benchmarks/fupruner_matrix.py [--models resnet,mobilenetv2] [--epochs 4]
+Run:  python benchmarks/fupruner_matrix.py [--models resnet,mobilenetv2] [--epochs 4] [--seeds 0,1,2]
 Writes benchmarks/fupruner_matrix.{json,md} and benchmarks/fupruner_matrix.png (accuracy curves).
 Goal per case: within 1 point of the baseline at >= 45 % of MACs removed, and no epoch after the
 first more than 5 points below the baseline's first epoch.
@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfm_fuse  # noqa: E402
-from tfm_fuse import callbacks  # noqa: E402
+from tfm_fuse import callbacks, files  # noqa: E402
 from tfm_fuse.models import reestimate_batchnorm, residual_cnn  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -118,7 +118,7 @@ def run_model(name: str, epochs: int, cases, seed: int = 0) -> list[dict]:
     init = base.get_weights()
     train_xy, val, test = data(size)
     full = tfm_fuse.profile(base).macs
-    row = {"model": name, "case": "baseline",
+    row = {"model": name, "case": "baseline", "seed": seed,
            **train(base, train_xy, val, test, epochs, reestimate=train_xy[0][:2048])}
     row["test"] = accuracy(base, *test)
     row["val"] = accuracy(base, *val)
@@ -132,7 +132,7 @@ def run_model(name: str, epochs: int, cases, seed: int = 0) -> list[dict]:
         model.set_weights(init)
         masked = tfm_fuse.prune(model, method="fupruner", **prune_kw)
         pruner = callbacks.FuPruner(**cb_kw)
-        row = {"model": name, "case": case,
+        row = {"model": name, "case": case, "seed": seed,
                **train(masked, train_xy, val, test, epochs, [pruner])}
         small = tfm_fuse.strip(masked)
         row["test"], row["val"] = accuracy(small, *test), accuracy(small, *val)
@@ -156,23 +156,61 @@ def _line(r: dict, base: dict) -> str:
             + (f"  warnings: {len(r['warnings'])}" if r.get("warnings") else ""))
 
 
+def summary(rows: list[dict]) -> list[dict]:
+    """Per model and case, each figure averaged over the seeds run (with its range).
+
+    Per seed, a case is compared with the baseline trained from the same initial weights:
+    `drop` against the baseline's better final figure (plain or BatchNorm re-estimated), `low`
+    is the lowest held-out accuracy after any epoch but the first, `first` the baseline's first
+    epoch."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        seeds = sorted({r.get("seed", 0) for r in rows if r["model"] == name})
+        bases = {r.get("seed", 0): r for r in rows if r["model"] == name and r["case"] == "baseline"}
+        for case in dict.fromkeys(r["case"] for r in rows if r["model"] == name):
+            per_seed = []
+            for seed in seeds:
+                r = next(r for r in rows if r["model"] == name and r["case"] == case
+                         and r.get("seed", 0) == seed)
+                base = bases[seed]
+                reference = max(base["test"], base["test_bn_reestimated"])
+                first = max(base["test_curve"][0], base["test_curve_bn_reestimated"][0])
+                per_seed.append({"test": r["test"], "drop": reference - r["test"],
+                                 "macs": r["macs_removed"], "first": first,
+                                 "low": min(r["test_curve"][1:], default=float("nan")),
+                                 "reestimated": r.get("test_bn_reestimated")})
+            mean = {k: float(np.mean([p[k] for p in per_seed])) for k in
+                    ("test", "drop", "macs", "first", "low")}
+            spread = {k: (min(p[k] for p in per_seed), max(p[k] for p in per_seed))
+                      for k in ("test", "drop", "low")}
+            ok = mean["drop"] <= 0.01 and mean["macs"] >= 0.45 and mean["low"] >= mean["first"] - 0.05
+            out.append({"model": name, "case": case, "seeds": len(per_seed), **mean,
+                        "range": spread, "goal_met": ok if case != "baseline" else None,
+                        "reestimated": float(np.mean([p["reestimated"] for p in per_seed]))
+                        if case == "baseline" else None})
+    return out
+
+
 def markdown(rows: list[dict]) -> str:
-    """The README table: per model, each case against that model's baseline."""
+    """The README table: per model, each case against that model's baseline (seed means)."""
+    def fig(value, lo, hi, pct=False):
+        if lo == hi:
+            return f"{100 * value:+.2f} pt" if pct else f"{value:.4f}"
+        if pct:
+            return f"{100 * value:+.2f} pt ({100 * lo:+.2f}…{100 * hi:+.2f})"
+        return f"{value:.4f} ({lo:.3f}…{hi:.3f})"
+
     out = ["| model | case | test acc | drop vs baseline | MACs removed | lowest epoch > 1 | "
            "goal met |", "|---|---|---|---|---|---|---|"]
-    for name in dict.fromkeys(r["model"] for r in rows):
-        group = [r for r in rows if r["model"] == name]
-        base = group[0]
-        reference = max(base["test"], base["test_bn_reestimated"])
-        first = max(base["test_curve"][0], base["test_curve_bn_reestimated"][0])
-        out.append(f"| {name} | baseline (BN re-estimated) | {base['test']:.4f} "
-                   f"({base['test_bn_reestimated']:.4f}) | – | – | first epoch {first:.4f} | |")
-        for r in group[1:]:
-            low = min(r["test_curve"][1:])
-            drop = reference - r["test"]
-            ok = drop <= 0.01 and r["macs_removed"] >= 0.45 and low >= first - 0.05
-            out.append(f"| {name} | `{r['case']}` | {r['test']:.4f} | {100 * drop:+.2f} pt | "
-                       f"{r['macs_removed']:.1%} | {low:.4f} | {'yes' if ok else 'no'} |")
+    for s in summary(rows):
+        if s["case"] == "baseline":
+            out.append(f"| {s['model']} | baseline, {s['seeds']} seed(s) (BN re-estimated) | "
+                       f"{s['test']:.4f} ({s['reestimated']:.4f}) | – | – | first epoch "
+                       f"{s['first']:.4f} | |")
+            continue
+        out.append(f"| {s['model']} | `{s['case']}` | {fig(s['test'], *s['range']['test'])} | "
+                   f"{fig(s['drop'], *s['range']['drop'], pct=True)} | {s['macs']:.1%} | "
+                   f"{fig(s['low'], *s['range']['low'])} | {'yes' if s['goal_met'] else 'no'} |")
     return "\n".join(out)
 
 
@@ -197,7 +235,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with files.atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -206,6 +245,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", default=EPOCHS,
                     help="epochs for every model (4) or per model (resnet=4,mobilenetv2=8)")
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds; figures are their means")
     ap.add_argument("--out", default=str(HERE / "fupruner_matrix.json"))
     args = ap.parse_args(argv)
     wanted = [c for c in args.cases.split(",") if c]
@@ -213,9 +253,10 @@ def main(argv=None) -> int:
     rows = []
     epochs = dict(e.split("=") for e in args.epochs.split(",")) if "=" in args.epochs else {}
     for name in args.models.split(","):
-        rows += run_model(name, int(epochs.get(name, args.epochs)), cases)
-    Path(args.out).write_text(json.dumps(rows, indent=1))
-    Path(args.out).with_suffix(".md").write_text(markdown(rows) + "\n")
+        for seed in (int(v) for v in args.seeds.split(",")):
+            rows += run_model(name, int(epochs.get(name, args.epochs)), cases, seed=seed)
+    files.write_text(args.out, json.dumps(rows, indent=1))
+    files.write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
     plot(rows, Path(args.out).with_suffix(".png"))
     print(markdown(rows))
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tfm_fuse.errors import ConfigError, ConversionError
+from tfm_fuse.files import load_model
 
 ModelLike = Any  # keras.Model | str | os.PathLike (".keras" file or SavedModel directory)
 
@@ -126,12 +127,12 @@ def _as_keras_model(model: ModelLike) -> Any:
         raise ConfigError(f"model must be a keras.Model, a .keras file or a SavedModel "
                           f"directory. Received: {type(model).__name__}.")
     path = Path(model)
-    if path.is_file() and path.suffix in (".keras", ".h5"):
-        return keras.models.load_model(path, compile=False)
     if path.is_dir() and (path / "saved_model.pb").exists():
         return _wrap_saved_model(path)
-    raise ConfigError(f"Model path '{path}' is neither a .keras file nor a SavedModel "
-                      f"directory (with saved_model.pb).")
+    if path.is_dir():
+        raise ConfigError(f"Model path '{path}' is a directory without saved_model.pb: "
+                          f"expected a .keras file or a SavedModel directory.")
+    return load_model(path)  # one loader for the CLI and the API: one line for any bad file
 
 
 def _wrap_saved_model(path: Path) -> Any:
@@ -184,6 +185,11 @@ def sample_array(data: Any, src: Source, *, what: str, max_samples: int = 256) -
         raise ConfigError(f"{what} for input '{src.input_name}' is empty. Accepted: at least "
                           f"one sample of shape {expected}.")
     x = np.concatenate(batches, axis=0)[:max_samples]
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+        raise ConfigError(f"{what} for input '{src.input_name}' holds NaN or infinite values "
+                          f"(samples {bad[:5].tolist()}{'...' if len(bad) > 5 else ''} of {len(x)}"
+                          "): calibration and validation need real, finite inputs.")
     return x.astype(src.input_dtype, copy=False)
 
 

@@ -1,5 +1,9 @@
 """Atomic output directories: build in a temporary sibling, move into place only when valid.
 
+The commit is `tfm_fuse.files.commit` (the project's one crash-safe write): the previous output
+stays in place until the new one is complete, and a run killed between the renames is
+recovered by the next conversion to the same directory.
+
 Example:
     >>> with Staging("out/onnx", overwrite=False, keep_failed=False) as stage:
     ...     (stage.path / "model.onnx").write_bytes(b"...")
@@ -15,24 +19,10 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from tfm_fuse import files
 from tfm_fuse.converters.report import Report
-from tfm_fuse.errors import ConfigError, ConversionError
-
-
-def check_destination(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Returns `out_dir` as an absolute path; raises when it exists and `overwrite` is False.
-
-    Raises:
-        ConfigError: the path exists and `overwrite=False`.
-    """
-    path = Path(out_dir).expanduser().absolute()
-    if path.exists() and not overwrite:
-        kind = "directory" if path.is_dir() else "file"
-        raise ConfigError(
-            f"Output path '{path}' already exists (a {kind}). Accepted: a path that does not "
-            f"exist yet, or pass overwrite=True to replace it."
-        )
-    return path
+from tfm_fuse.errors import ConversionError
+from tfm_fuse.files import check_destination
 
 
 class Staging:
@@ -60,9 +50,15 @@ class Staging:
     def __enter__(self) -> Staging:
         parent = self.out_dir.parent
         missing = [p for p in [parent, *parent.parents] if not p.exists()]
-        parent.mkdir(parents=True, exist_ok=True)
-        self._created = missing  # deepest first
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._created = missing  # deepest first
+            files.recover(self.out_dir)
+            self.path = Path(tempfile.mkdtemp(
+                prefix=f".{self.out_dir.name}.tmp-{os.getpid()}-", dir=parent))
+        except OSError as e:
+            self._remove_created_parents()
+            raise files.output_error(e, self.out_dir, previous_kept=self.out_dir.exists()) from e
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None,
@@ -82,7 +78,14 @@ class Staging:
         Raises:
             ConversionError: `report.ok` is False and `keep_failed` is False; nothing is left.
         """
-        report.write(self.path)
+        for name in report.non_finite_metrics():
+            report.ok = False
+            report.issues.append(f"validation metric {name} is not a finite number (NaN or inf "
+                                 "outputs): the artefact cannot be trusted")
+        try:
+            report.write(self.path)
+        except OSError as e:
+            raise files.output_error(e, self.out_dir, previous_kept=self.out_dir.exists()) from e
         if not report.ok and not self.keep_failed:
             issues = "\n  - ".join(report.issues) or "(no issue recorded)"
             raise ConversionError(
@@ -94,27 +97,11 @@ class Staging:
         return report
 
     def _move_into_place(self) -> None:
-        backup = None
-        if self.out_dir.exists() or self.out_dir.is_symlink():
-            if not self.overwrite:  # appeared while converting
-                raise ConfigError(f"Output path '{self.out_dir}' appeared during conversion; "
-                                  f"pass overwrite=True to replace it.")
-            backup = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
-            os.replace(self.out_dir, backup)
-        umask = os.umask(0)
-        os.umask(umask)
-        self.path.chmod(0o777 & ~umask)
+        had_previous = self.out_dir.exists()
         try:
-            os.replace(self.path, self.out_dir)
-        except OSError:
-            if backup is not None:  # put the previous output back
-                os.replace(backup, self.out_dir)
-            raise
-        if backup is not None:
-            if backup.is_dir() and not backup.is_symlink():
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                backup.unlink(missing_ok=True)
+            files.commit(self.path, self.out_dir, overwrite=self.overwrite)
+        except OSError as e:
+            raise files.output_error(e, self.out_dir, previous_kept=had_previous) from e
 
     def _remove_created_parents(self) -> None:
         for p in self._created:

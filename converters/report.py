@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,21 @@ class Report:
         if path.is_dir():
             path = path / "report.json"
         return cls.from_json(path.read_text())
+
+    def non_finite_metrics(self) -> list[str]:
+        """Names of the fidelity metrics that are NaN or infinite (`"tflite_int8.max_abs"`):
+        a report with one is never `ok`."""
+        found = []
+
+        def visit(value, name):
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    visit(item, f"{name}.{key}" if name else str(key))
+            elif isinstance(value, numbers.Real) and not math.isfinite(float(value)):
+                found.append(name)
+
+        visit(self.fidelity, "")
+        return found
 
     def write(self, out_dir: str | Path) -> None:
         """Writes `report.json` and `report.txt` into `out_dir`."""

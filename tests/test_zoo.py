@@ -4,7 +4,7 @@ Each model with BatchNorm statistics re-estimated on the shipped digits. The tes
 one constructor of every `keras.applications` family (the smallest that has each family's
 blocks; ResNet50 also exercises the float64-twin judgement of deep nets) and every
 Keras-examples and keras-hub model. The deeper and wider variants of a family add no new layer
-or block, only minutes (26 min for all 48 models on 2 cores): `TFM_FUSE_ZOO=all pytest
+or block, only minutes (26 min for all 48 models on 2 cores): `TFM_FUSE_FULL=1 pytest
 tests/test_zoo.py` runs them too, and `python benchmarks/zoo.py` prints all 48 as the README's
 table.
 """
@@ -16,11 +16,11 @@ import pytest
 
 from tests.zoo import ALL, APPLICATIONS, check, fuse_ok
 
-# one constructor per keras.applications family (the rest: TFM_FUSE_ZOO=all)
+# one constructor per keras.applications family (the rest: TFM_FUSE_FULL=1)
 FAMILIES = ("ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0", "MobileNet",
             "MobileNetV2", "MobileNetV3Small", "NASNetMobile", "ResNet50", "ResNet50V2",
             "VGG16", "InceptionV3", "InceptionResNetV2", "Xception")
-CHECKED = list(ALL) if os.environ.get("TFM_FUSE_ZOO") == "all" else [
+CHECKED = list(ALL) if os.environ.get("TFM_FUSE_FULL") else [
     name for name in ALL if name in FAMILIES or name not in APPLICATIONS]
 # minutes rather than seconds on 2 cores, and gigabytes: never two at once
 HEAVY = {"ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB5", "EfficientNetB6",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zipfile
 from pathlib import Path
 
 from tfm_fuse.converters import TARGETS  # cheap: toolchains load inside convert()
@@ -25,23 +24,9 @@ TIMED = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")
 
 
 def _load_model(path: str):
-    import keras
+    from tfm_fuse.files import load_model
 
-    p = Path(path)
-    if not p.exists():
-        raise TfmFuseError(f"No such file or directory: '{path}'")
-    if p.is_dir() or p.suffix not in (".keras", ".h5"):
-        raise TfmFuseError(
-            f"'{path}' is not a Keras model file: expected a '.keras' (or legacy '.h5') file "
-            "saved with model.save(). SavedModel directories carry no layer graph to analyse.")
-    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
-        raise TfmFuseError(f"'{path}' is not a Keras model: a .keras file is a zip archive "
-                           "written by model.save(), and this one is not")
-    try:
-        return keras.models.load_model(p, compile=False)
-    except Exception as e:  # noqa: BLE001 - any load failure becomes one clear line
-        raise TfmFuseError(f"Cannot load '{path}' as a Keras model: {type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''}") from e
+    return load_model(path)
 
 
 def cmd_profile(args) -> int:
@@ -56,6 +41,7 @@ def cmd_profile(args) -> int:
 
 def cmd_prune(args) -> int:
     import tfm_fuse
+    from tfm_fuse.files import save_model
 
     model = _load_model(args.model)
     out = Path(args.output)
@@ -77,7 +63,7 @@ def cmd_prune(args) -> int:
         small = tfm_fuse.strip(tfm_fuse.prune(model, method=args.method, align=args.align,
                                               **budget))
     before, after = tfm_fuse.profile(model), tfm_fuse.profile(small)
-    small.save(out)
+    save_model(small, out, overwrite=args.overwrite)  # crash-safe: never a truncated file
     cut = before.reduction(after)
     print(f"wrote {out}: params {before.params:,} -> {after.params:,} (-{cut['params']:.1%}), "
           f"MACs {before.macs:,} -> {after.macs:,} (-{cut['macs']:.1%})")

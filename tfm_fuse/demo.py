@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 import tfm_fuse
-from tfm_fuse import callbacks, latency
+from tfm_fuse import callbacks, files, latency
 from tfm_fuse.converters import convert_all
 from tfm_fuse.data import load_mnist
 from tfm_fuse.models import residual_cnn
@@ -106,7 +106,8 @@ def _plot(history: dict, pruned_history: dict, timings: dict, path: Path) -> Non
     for axis in (a, b):
         axis.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with files.atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -168,13 +169,13 @@ def run_demo(out: Path, *, epochs: int = 6, macs_removed: float = 0.5, n_train: 
                      "int8_kb": _size_kb(reports[name]), "latency_ms": timings[name],
                      "speedup": speedups[name],
                      "targets_ok": {t: bool(r.ok) for t, r in reports[name].items()}})
-        models[name].save(out / f"{name}.keras")
+        files.save_model(models[name], out / f"{name}.keras", overwrite=True)
     print(_table(rows, list(timings["baseline"])))
     print("checks against Keras: " + "; ".join(
         f"{r['model']}: " + ", ".join(f"{t} {'ok' if ok else 'FAILED'}" for t, ok in
                                        r["targets_ok"].items()) for r in rows))
     _plot(history, pruned_history, timings, out / "demo.png")
-    (out / "results.json").write_text(json.dumps({
+    files.write_text(out / "results.json", json.dumps({
         "rows": rows, "channel_rate": rate, "strip_fuse_max_diff": diff,
         "history": {"baseline": history, "fupruner": pruned_history}}, indent=2, default=float))
     print(f"Wrote {out}/results.json, {out}/demo.png, the models and converter reports")

@@ -38,6 +38,24 @@ class ConversionError(TfmFuseError, RuntimeError):
     """A converter could not produce or validate its artefact."""
 
 
+class OutputError(TfmFuseError, OSError):
+    """The OS refused to write an artefact (full disk, read-only file system, permission).
+
+    Args:
+        path: the artefact's final path.
+        reason: what happened, and what became of the previous artefact.
+        errno: the OS error number, as in `OSError.errno`.
+    """
+
+    def __init__(self, path, reason: str, errno: int | None = None):
+        super().__init__(errno, reason)
+        self.path, self.reason = str(path), reason
+        self.filename = self.path
+
+    def __str__(self) -> str:
+        return f"Cannot write '{self.path}': {self.reason}"
+
+
 def parse_choice(choices, value, name: str, what: str = ""):
     """`choices(value)` for a `StrEnum`, or a `ConfigError` naming the value and what is accepted.
 

@@ -50,3 +50,27 @@ def check_positive_int(value, name: str, *, allow_none: bool = False) -> int | N
         accepted = "a positive integer" + (" or None" if allow_none else "")
         raise ConfigError(f"`{name}` must be {accepted}. Received: {name}={value!r}")
     return int(value)
+
+
+def check_finite_weights(model, what: str) -> None:
+    """A `ConfigError` naming the first layer whose weights hold NaN or infinite values.
+
+    Example:
+        >>> check_finite_weights(model, "pruning")   # silent when every weight is finite
+    """
+    import keras
+    import numpy as np
+
+    if not hasattr(model, "_flatten_layers"):
+        return  # not a Keras 3 model: the analysis refuses it with its own message
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for variable in layer._trainable_variables + layer._non_trainable_variables:
+            if not str(variable.dtype).startswith(("float", "bfloat")):
+                continue
+            values = keras.ops.convert_to_numpy(variable)
+            if not np.isfinite(values).all():
+                count = int(values.size - np.isfinite(values).sum())
+                raise ConfigError(
+                    f"Layer '{layer.name}': weight '{variable.name}' holds {count} NaN or "
+                    f"infinite value(s); {what} needs finite weights (a diverged training run "
+                    "leaves these: restore a checkpoint from before the loss became NaN).")

@@ -24,7 +24,7 @@ from tfm_fuse.pruning.budget import Budget, Kind
 from tfm_fuse.pruning.fupruner import (DEFAULT_CRITERION, DEFAULT_SCOPE, MaskUpdater,
                                        PruningOptions, write_options)
 from tfm_fuse.pruning.wrapping import prunable_layers, wrap  # noqa: F401 (public here too)
-from tfm_fuse.validation import check_fraction
+from tfm_fuse.validation import check_finite_weights, check_fraction
 
 
 def keep_count(size: int, rate: float, align: int | None) -> int:
@@ -129,6 +129,7 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
         raise ConfigError(f"`seed` must be an integer >= 0 or None. Received: seed={seed!r}")
     budget = Budget.from_options(rate=rate, macs=macs, params=params, memory=memory,
                                  default=None)
+    check_finite_weights(model, "pruning")  # NaN norms would rank channels arbitrarily
     if input_shape is not None:  # checked (and made a list of shapes) once, here
         input_shape = [list(s) for s in check_input_shape(functional_view(model), input_shape)]
     elif method is not Method.COMPLEXITY:

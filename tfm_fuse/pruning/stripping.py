@@ -20,6 +20,7 @@ from tfm_fuse.graph import ModelGraph, analyze
 from tfm_fuse.pruning.masks import removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.rebuild import Builder, rebuild
+from tfm_fuse.validation import check_finite_weights
 
 
 def strip(model: keras.Model, *, allow_unknown: bool | None = None) -> keras.Model:
@@ -38,6 +39,7 @@ def strip(model: keras.Model, *, allow_unknown: bool | None = None) -> keras.Mod
     if allow_unknown is None:
         allow_unknown = any(isinstance(layer, PruneWrapper)
                             for layer in getattr(model, "layers", ()))
+    check_finite_weights(model, "strip")  # a NaN masked away would hide a broken model
     graph = analyze(model, allow_unknown=allow_unknown)
     dropped = _dropped_channels(model, graph)
     _warn_if_fupruner_never_ran(model, dropped)
