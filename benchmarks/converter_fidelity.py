@@ -35,7 +35,7 @@ from tfm_fuse.callbacks import FuPruner  # noqa: E402
 from tfm_fuse.converters import convert_all  # noqa: E402
 from tfm_fuse.converters._ov_legacy import python310_available  # noqa: E402
 from tfm_fuse.models import reestimate_batchnorm  # noqa: E402
-from tfm_fuse.pruning.fupruner import rate_for_macs  # noqa: E402
+from tfm_fuse.pruning.updater import rate_for_macs  # noqa: E402
 from tfm_fuse.pruning.schedules import PolynomialDecay  # noqa: E402
 
 APPLICATION_SIZE = 32

@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 
 import tfm_fuse  # noqa: E402
 from tfm_fuse import latency  # noqa: E402
-from tfm_fuse.pruning import fupruner  # noqa: E402
+from tfm_fuse.pruning import updater  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNTIMES = ("litert_int8", "openvino_cpu", "onnxruntime", "litert_fp32")
@@ -87,9 +87,9 @@ def build_models(widths, macs_removed: float, shape: tuple) -> tuple[dict, dict,
     models, notes = {"baseline": tfm_fuse.fuse(base)}, {"baseline": ""}
     for align in (None, 8):
         name = "fupruner" if align is None else f"fupruner align={align}"
-        rate = fupruner.rate_for_macs(base, macs_removed, align=align)
+        rate = updater.rate_for_macs(base, macs_removed, align=align)
         masked = tfm_fuse.prune(base, method="fupruner", rate=rate, scope="layer", align=align)
-        stats = fupruner.MaskUpdater(masked, scope="layer", align=align).update(rate)
+        stats = updater.MaskUpdater(masked, scope="layer", align=align).update(rate)
         models[name] = tfm_fuse.fuse(tfm_fuse.strip(masked))
         notes[name] = f"rate {rate:.3f}, {stats['prune_macs_removed']:.1%} MACs removed"
         log(f"{name}: {notes[name]}, widths {widths_of(models[name])}")

@@ -1,6 +1,6 @@
 """`FuPruner`: fusion-catalyzed dynamic filter pruning during `fit`, with an accuracy requirement.
 
-The callback orchestrates; the mask math is `tfm_fuse.pruning.fupruner.MaskUpdater`. With no
+The callback orchestrates; the mask math is `tfm_fuse.pruning.updater.MaskUpdater`. With no
 schedule given it derives one from `fit`'s length: no pruning for the first 20 % of the steps
 (or the guard's reference epochs), a gradual ramp to the budget `prune()` was given until halfway
 through the rest, then masks fixed while the model recovers. Every mask change restarts the
@@ -30,7 +30,7 @@ from tfm_fuse.graph import functional_view
 from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.batchnorm import StatisticsRestart
 from tfm_fuse.pruning.budget import Kind
-from tfm_fuse.pruning.fupruner import MaskUpdater, read_options, write_options, wrappers
+from tfm_fuse.pruning.updater import MaskUpdater, read_options, write_options, wrappers
 from tfm_fuse.pruning.guard import AccuracyGuard
 from tfm_fuse.pruning.schedules import (PolynomialDecay, Schedule, as_schedule, gradual,
                                         schedule_from_config, schedule_to_config)

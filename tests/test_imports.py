@@ -95,3 +95,26 @@ def test_import_graph_is_acyclic():
 
 def test_the_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_is_shadowed_by_a_function_of_the_same_name():
+    """`import tfm_fuse.pruning.x as m` gives the module, not a function its package exports."""
+    import importlib
+
+    shadowed = []
+    for name in modules():
+        package, _, leaf = name.rpartition(".")
+        if not package:
+            continue
+        attribute = getattr(importlib.import_module(package), leaf, None)
+        if attribute is not None and not isinstance(attribute, type(importlib)):
+            shadowed.append(name)
+    assert not shadowed, shadowed
+
+
+def test_module_file_names_are_unique():
+    """One `fupruner.py`: the callback; the mask math lives in `pruning/updater.py`."""
+    from collections import Counter
+
+    names = Counter(path.name for path in modules().values() if path.name != "__init__.py")
+    assert [n for n, count in names.items() if count > 1] == []

@@ -6,7 +6,7 @@ import keras
 import pytest
 
 import tfm_fuse
-from tfm_fuse.pruning.prune import keep_count
+from tfm_fuse.pruning.methods import keep_count
 from tests.models import sample
 
 L = keras.layers

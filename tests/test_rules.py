@@ -68,7 +68,7 @@ def test_a_registered_criterion_is_used_by_name(monkeypatch):
 
     criteria.register("first", first_channels, override=True)
     masked = tfm_fuse.prune(_model(), method="fupruner", criterion="first", rate=0.5)
-    from tfm_fuse.pruning.fupruner import MaskUpdater
+    from tfm_fuse.pruning.updater import MaskUpdater
 
     updater = MaskUpdater(masked, criterion="first", scope="layer")
     updater.update(0.5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tfm_fuse
-from tfm_fuse.pruning.prune import keep_count
+from tfm_fuse.pruning.methods import keep_count
 from tests import models
 from tests.models import CASES, assert_equivalent, channel_count, sample
 

@@ -27,7 +27,7 @@ from tfm_fuse import callbacks, files, latency
 from tfm_fuse.converters import convert_all
 from tfm_fuse.data import load_mnist
 from tfm_fuse.models import residual_cnn
-from tfm_fuse.pruning.prune import validate_rate
+from tfm_fuse.pruning.methods import validate_rate
 
 _VERBOSE = 1 if sys.stdout.isatty() else 2  # Keras's progress bar on a terminal, a line per epoch in logs
 BATCH = 64

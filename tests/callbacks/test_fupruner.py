@@ -10,7 +10,7 @@ from tests.models import randomize
 from tests.pruning.helpers import compiled, small_resnet, toy_data
 from tfm_fuse import callbacks
 from tfm_fuse.pruning import group_mask
-from tfm_fuse.pruning.fupruner import MaskUpdater, read_options
+from tfm_fuse.pruning.updater import MaskUpdater, read_options
 from tfm_fuse.pruning.schedules import Constant, PolynomialDecay
 
 
@@ -312,7 +312,7 @@ class _Opaque(keras.layers.Layer):
 
 
 def test_allow_unknown_carries_through_fupruner_strip_and_rate_for_macs():
-    from tfm_fuse.pruning.fupruner import rate_for_macs
+    from tfm_fuse.pruning.updater import rate_for_macs
 
     L = keras.layers
     inp = keras.Input((8, 8, 3))

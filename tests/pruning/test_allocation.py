@@ -55,7 +55,7 @@ def test_fused_criterion_does_not_revive_masked_channels_for_their_decayed_varia
     update and left them at chance accuracy)."""
     model = _wrapped()
     graph = tfm_fuse.analyze(model)
-    from tfm_fuse.pruning.fupruner import MaskUpdater
+    from tfm_fuse.pruning.updater import MaskUpdater
 
     MaskUpdater(model, criterion="l2", scope="layer").update(0.5)  # mask and zero half
     bn = next(l for l in model.layers if isinstance(l, keras.layers.BatchNormalization))
@@ -97,7 +97,7 @@ def test_rate_for_macs_lands_on_the_nearest_step(align):
 
     At 48 % the aligned steps of this model are 45.6 % and 52.9 %: the lower one is nearer
     (returning the first step at or above the budget, as before, would fail here)."""
-    from tfm_fuse.pruning.fupruner import MaskUpdater, rate_for_macs
+    from tfm_fuse.pruning.updater import MaskUpdater, rate_for_macs
 
     target = 0.48
     model = tfm_fuse.models.residual_cnn(input_shape=(16, 16, 3), widths=(32, 64, 128))

@@ -5,7 +5,7 @@ import pytest
 
 import tfm_fuse
 from tests.models import CASES, randomize
-from tfm_fuse.pruning.fupruner import MaskUpdater
+from tfm_fuse.pruning.updater import MaskUpdater
 
 L = keras.layers
 

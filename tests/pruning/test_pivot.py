@@ -6,7 +6,7 @@ import tfm_fuse
 from tests.models import randomize
 from tests.pruning.helpers import small_resnet
 from tfm_fuse.pruning import group_mask
-from tfm_fuse.pruning.pivot import pivot
+from tfm_fuse.pruning.pivoting import pivot
 
 
 def _flatten_net():

@@ -5,7 +5,7 @@ import pytest
 import tfm_fuse
 from tests.pruning.helpers import small_resnet
 from tfm_fuse.pruning import PruneWrapper, complexity_prune, group_mask
-from tfm_fuse.pruning.fupruner import read_options
+from tfm_fuse.pruning.updater import read_options
 
 
 @pytest.fixture(scope="module")

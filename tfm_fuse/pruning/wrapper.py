@@ -31,7 +31,7 @@ class PruneWrapper(keras.layers.Wrapper):
         layer: the layer to wrap; its type must have a mixing or depthwise rule.
         soft: let gradients reach masked weights (soft filter pruning). Defaults to `True`.
         pruning_options: the options `prune(method="fupruner")` was given (a dict, see
-            `tfm_fuse.pruning.fupruner.PruningOptions`), saved with the model so that a
+            `tfm_fuse.pruning.updater.PruningOptions`), saved with the model so that a
             `FuPruner` after `load_model` resumes with them. Defaults to `None`.
         **kwargs: passed to `keras.layers.Wrapper` (e.g. `name`).
 

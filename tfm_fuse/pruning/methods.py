@@ -21,7 +21,7 @@ from tfm_fuse.graph import check_input_shape, functional_view, require_static
 from tfm_fuse.pruning import criteria
 from tfm_fuse.pruning.allocation import aligned_keep, check_align, parse_scope
 from tfm_fuse.pruning.budget import Budget, Kind
-from tfm_fuse.pruning.fupruner import (DEFAULT_CRITERION, DEFAULT_SCOPE, MaskUpdater,
+from tfm_fuse.pruning.updater import (DEFAULT_CRITERION, DEFAULT_SCOPE, MaskUpdater,
                                        PruningOptions, write_options)
 from tfm_fuse.pruning.wrapping import prunable_layers, wrap  # noqa: F401 (public here too)
 from tfm_fuse.validation import check_finite_weights, check_fraction
@@ -155,7 +155,7 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
 
 
 def _complexity(model, budget: Budget | None, mode, target, align, seed, allow_unknown):
-    from tfm_fuse.pruning.complexity_prune import complexity_prune
+    from tfm_fuse.pruning.complexity_driven import complexity_prune
 
     if budget is not None:
         if budget.kind is Kind.RATE:
