@@ -309,3 +309,51 @@ def test_interrupted_fit_resumes_like_an_uninterrupted_one(tmp_path, how):
     assert sum(float((m == 0).sum()) for m in masks_a) > 0  # pruning happened: this can fail
     for a, b in zip(weights_a, weights_b, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_converter_destination_none_and_read_only(tmp_path):
+    from tfm_fuse.converters import onnx
+
+    with pytest.raises(ConfigError, match="output path must be"):
+        onnx.convert(_model(), None)
+    target = tmp_path / "ro"
+    target.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(target)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only file system here")
+    try:
+        with pytest.raises(OutputError, match=r"Cannot write .*ro/onnx.*read-only"):
+            onnx.convert(_model(), target / "onnx")
+    finally:
+        subprocess.run(["umount", str(target)], check=False, capture_output=True)
+
+
+def test_nan_inputs_to_a_converter_are_refused(tmp_path):
+    from tfm_fuse.converters import onnx
+
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype("float32")
+    x[3, 0, 0, 0] = np.nan
+    with pytest.raises(ConfigError, match=r"NaN or infinite values \(samples \[3\]"):
+        onnx.convert(_model(), tmp_path / "onnx", validation_data=x)
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_a_report_with_a_nan_metric_is_never_ok():
+    from tfm_fuse.converters.report import Report
+
+    report = Report(target="onnx", ok=True, fidelity={"onnx_fp32": {"max_abs": float("nan"),
+                                                                     "top1": np.float32(1.0)}})
+    assert report.non_finite_metrics() == ["onnx_fp32.max_abs"]
+
+
+@pytest.mark.parametrize("step", ["prune", "strip"])
+def test_nan_weights_are_refused_naming_the_layer(step):
+    model = _model(8)
+    masked = tfm_fuse.prune(model, method="l1", rate=0.5)
+    target = model if step == "prune" else masked
+    layer = target.get_layer("conv" if step == "prune" else "pruned_conv")
+    kernel = keras.ops.convert_to_numpy(getattr(layer, "layer", layer).kernel)
+    kernel[0, 0, 0, 0] = np.nan
+    getattr(layer, "layer", layer).kernel.assign(kernel)
+    with pytest.raises(ConfigError, match=r"Layer 'conv': weight 'kernel' holds 1 NaN"):
+        tfm_fuse.prune(model, method="l1", rate=0.5) if step == "prune" else tfm_fuse.strip(masked)
