@@ -21,7 +21,7 @@ TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
 def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: Any = None,
                 validation_data: Any = None, targets: tuple[str, ...] = TARGETS,
                 overwrite: bool = False, keep_failed: bool = False,
-                legacy_openvino: bool = False) -> dict[str, Report]:
+                legacy_openvino: bool = False, min_top1: float | None = 0.99) -> dict[str, Report]:
     """Convert `model` for each of `targets` into `out_dir/<target>`.
 
     Args:
@@ -34,13 +34,15 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
         keep_failed: keep an artefact whose check failed (its report says so). Defaults to `False`.
         legacy_openvino: also run the IR in OpenVINO 2022.3.2 (the NCS2 release; needs
             `python3.10`). Defaults to `False`.
+        min_top1: lowest accepted int8 top-1 agreement with Keras (`edgetpu`, `jetson`);
+            `None` only reports it. Defaults to `0.99`.
 
     Returns:
         `{target: Report}`.
     """
     out = Path(out_dir)
     common = {"validation_data": validation_data, "overwrite": overwrite, "keep_failed": keep_failed}
-    int8 = {"representative_data": representative_data, **common}
+    int8 = {"representative_data": representative_data, "min_top1": min_top1, **common}
     makers = {
         "edgetpu": lambda: edgetpu.convert(model, out / "edgetpu", **int8),
         "jetson": lambda: tensorrt.convert(model, out / "jetson", **int8),

@@ -69,7 +69,7 @@ def test_convert_and_bench(model_file):
     (("profile", "missing.keras"), "No such file"),
     (("profile", "notamodel.keras"), "not a Keras model"),
     (("profile", "calib.npy"), "not a Keras model file"),
-    (("convert", "m.keras", "--target", "edgetpu", "--out", "o"), "needs --calibration"),
+    (("convert", "missing.keras", "--target", "onnx", "--out", "o"), "No such file"),
 ])
 def test_bad_input_is_one_line_and_exit_1(model_file, args, needle):
     (model_file / "notamodel.keras").write_text("not a zip")
@@ -101,3 +101,39 @@ def test_subclassed_model_file_is_refused(model_file):
 def test_unknown_target_is_usage_error(model_file):
     code, _, err = run("convert", "m.keras", "--target", "tpu", "--out", "o", cwd=model_file)
     assert code == 2 and "invalid choice: 'tpu'" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("convert", "m.keras", "--target", "edgetpu", "--out", "o"), "needs --calibration"),
+    (("prune", "m.keras", "-o", "x.keras", "--rate", "1.5"), "--rate: must be in [0, 1)"),
+    (("bench", "m.keras", "--runs", "-3"), "--runs: must be at least 1"),
+    (("profile", "m.keras", "--jsn"), "unrecognized arguments: --jsn"),
+    (("demo", "--n-train", "20000"), "--n-train is at most 8000"),
+    (("convert", "m.keras", "--target", "onnx", "--out", "o", "--min-top1", "2"),
+     "--min-top1: must be in [0, 1]"),
+])
+def test_bad_usage_is_exit_2_with_the_commands_usage(model_file, args, needle):
+    code, _, err = run(*args, cwd=model_file)
+    assert code == 2, err
+    assert f"usage: tfm-fuse {args[0]}" in err and needle in err and "Traceback" not in err, err
+    assert not (model_file / "o").exists() and not (model_file / "x.keras").exists()
+
+
+def test_hints_name_flags_not_python_arguments(model_file):
+    (model_file / "taken").mkdir(exist_ok=True)
+    (model_file / "taken" / "onnx").mkdir(exist_ok=True)
+    code, _, err = run("convert", "m.keras", "--target", "onnx", "--out", "taken", cwd=model_file)
+    assert code == 1 and "--overwrite" in err and "overwrite=True" not in err, err
+    from tfm_fuse.cli import in_cli_terms
+
+    assert in_cli_terms("failed (pass keep_failed=True to keep it)") == \
+        "failed (pass --keep-failed to keep it)"
+    assert "--min-top1 0" in in_cli_terms("pass min_top1=None to only report it")
+
+
+def test_demo_refuses_to_replace_results_without_overwrite(tmp_path):
+    (tmp_path / "tfm_fuse_demo").mkdir()
+    (tmp_path / "tfm_fuse_demo" / "results.json").write_text("{}")
+    code, _, err = run("demo", "--epochs", "1", cwd=tmp_path)
+    assert code == 1 and "pass --overwrite" in err, err
+    assert (tmp_path / "tfm_fuse_demo" / "results.json").read_text() == "{}"

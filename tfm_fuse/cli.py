@@ -22,6 +22,55 @@ from tfm_fuse.errors import TfmFuseError
 
 TIMED = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")
 
+# the library's Python spellings in its messages, as this command line spells them
+CLI_TERMS = (("pass keep_failed=True", "pass --keep-failed"),
+             ("pass min_top1=None", "pass --min-top1 0"),
+             ("pass overwrite=True", "pass --overwrite"), ("overwrite=True", "--overwrite"))
+
+
+class UsageError(TfmFuseError):
+    """Bad usage of the command line (exit 2, with the command's usage line)."""
+
+
+def in_cli_terms(message: str) -> str:
+    """`message` with the library's argument names replaced by the flags that set them."""
+    for python, flag in CLI_TERMS:
+        message = message.replace(python, flag)
+    return message
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _top1(text: str) -> float | None:
+    """argparse type: an agreement in [0, 1]; 0 only reports it."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value or None
+
 
 def _load_model(path: str):
     from tfm_fuse.files import load_model
@@ -54,8 +103,8 @@ def cmd_prune(args) -> int:
             budget = {"mode": args.mode or "FA", "target": args.target if args.target is not None
                       else (args.rate if args.rate is not None else 0.3)}
         elif args.mode is not None or args.target is not None:
-            raise TfmFuseError("give the complexity target once: --macs/--params/--memory, or "
-                               "--mode with --target")
+            raise UsageError("give the complexity target once: --macs/--params/--memory, or "
+                             "--mode with --target")
         small = tfm_fuse.prune(model, method="complexity", align=args.align, **budget)
     else:
         if not budget:
@@ -73,12 +122,23 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def _inputs(path: str, flag: str):
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise TfmFuseError(f"No such file or directory: '{path}' ({flag})")
+    try:
+        return np.load(path)
+    except Exception as e:  # noqa: BLE001
+        raise TfmFuseError(f"Cannot read '{path}' ({flag}) as a .npy array: {e}") from None
+
+
 def _calibration(path: str | None, required_for: str):
     import numpy as np
 
     if path is None:
-        raise TfmFuseError(f"target '{required_for}' quantizes to int8 and needs --calibration "
-                           "FILE.npy: an array of preprocessed inputs shaped like the model input")
+        raise UsageError(f"target '{required_for}' quantizes to int8 and needs --calibration "
+                         "FILE.npy: an array of preprocessed inputs shaped like the model input")
     if not Path(path).is_file():
         raise TfmFuseError(f"No such calibration file: '{path}'")
     try:
@@ -94,8 +154,11 @@ def cmd_convert(args) -> int:
     calibration = None
     if {"edgetpu", "jetson"} & set(targets):
         calibration = _calibration(args.calibration, "edgetpu/jetson")
+    validation = _inputs(args.validation, "--validation") if args.validation else None
     reports = convert_all(args.model, args.out, representative_data=calibration, targets=targets,
-                          overwrite=args.overwrite, legacy_openvino=args.check_2022)
+                          validation_data=validation, overwrite=args.overwrite,
+                          keep_failed=args.keep_failed, min_top1=args.min_top1,
+                          legacy_openvino=args.check_2022)
     for r in reports.values():
         print(r)
     return 0 if all(r.ok for r in reports.values()) else 1
@@ -113,7 +176,7 @@ def cmd_bench(args) -> int:
         cases = {}
         for i, path in enumerate(args.models):
             model = _load_model(path)
-            calib = (np.load(args.calibration) if args.calibration else
+            calib = (_inputs(args.calibration, "--calibration") if args.calibration else
                      np.random.default_rng(0).uniform(size=(32, *model.inputs[0].shape[1:]))
                      .astype("float32"))
             name = f"{i}:{Path(path).stem}"
@@ -128,7 +191,14 @@ def cmd_bench(args) -> int:
 def cmd_demo(args) -> int:
     from tfm_fuse.demo import run_demo
 
-    run_demo(Path(args.out), epochs=args.epochs, macs_removed=args.macs_removed,
+    out = Path(args.out)
+    if args.n_train > 8000:
+        raise UsageError(f"--n-train is at most 8000 (the last 2,000 of the 10,000 shipped "
+                         f"digits are the held-out test set). Received: {args.n_train}")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise TfmFuseError(f"'{out}' exists and is not empty: pass --overwrite to replace "
+                           "what the demo writes there, or choose another --out")
+    run_demo(out, epochs=args.epochs, macs_removed=args.macs_removed,
              n_train=args.n_train, runs=args.runs)
     return 0
 
@@ -147,13 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "Edge TPU / Jetson / OpenVINO / ONNX, time them on LiteRT, OpenVINO and "
                           "ONNX Runtime, print one table. Writes reports and plots to --out.")
     demo.add_argument("--out", default="tfm_fuse_demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=6, help="training epochs (default: %(default)s)")
-    demo.add_argument("--macs-removed", type=float, default=0.5,
+    demo.add_argument("--epochs", type=_positive_int, default=6, help="training epochs (default: %(default)s)")
+    demo.add_argument("--macs-removed", type=_fraction, default=0.5,
                       help="fraction of MACs FuPruner removes, in [0, 1) (default: %(default)s)")
-    demo.add_argument("--runs", type=int, default=200,
+    demo.add_argument("--runs", type=_positive_int, default=200,
                       help="timed runs per model and runtime (default: %(default)s)")
-    demo.add_argument("--n-train", type=int, default=8000,
+    demo.add_argument("--n-train", type=_positive_int, default=8000,
                       help="training images out of the 10,000 shipped (default: %(default)s)")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace the results of an earlier demo in --out")
     demo.set_defaults(func=cmd_demo)
 
     prof = sub.add_parser("profile", help="parameters, MACs and activation memory per layer",
@@ -172,19 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--method", default="l1", choices=["l1", "l2", "fused", "complexity"],
                        help="channel ranking, or complexity-driven (default: %(default)s)")
     budget = prune.add_mutually_exclusive_group()
-    budget.add_argument("--rate", type=float, default=None,
+    budget.add_argument("--rate", type=_fraction, default=None,
                         help="fraction of channels to remove per group, [0, 1) (default: 0.3)")
-    budget.add_argument("--macs", type=float, default=None,
+    budget.add_argument("--macs", type=_fraction, default=None,
                         help="fraction of MACs to remove instead (complexity: same as --mode FA)")
-    budget.add_argument("--params", type=float, default=None,
+    budget.add_argument("--params", type=_fraction, default=None,
                         help="fraction of parameters to remove instead (complexity: --mode PA)")
-    budget.add_argument("--memory", type=float, default=None,
+    budget.add_argument("--memory", type=_fraction, default=None,
                         help="fraction of activation memory to remove instead (complexity: --mode MA)")
     prune.add_argument("--mode", default=None, choices=["PA", "FA", "MA"],
                        help="complexity mode: parameter-, FLOPs- or memory-aware (default: FA)")
-    prune.add_argument("--target", type=float, default=None,
+    prune.add_argument("--target", type=_fraction, default=None,
                        help="complexity: reduction of the mode's metric to reach (default: --rate)")
-    prune.add_argument("--align", type=int, default=None,
+    prune.add_argument("--align", type=_positive_int, default=None,
                        help="keep a multiple of this many channels per group, e.g. 8")
     prune.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     prune.set_defaults(func=cmd_prune)
@@ -201,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--calibration", help=".npy array of preprocessed inputs (edgetpu, jetson)")
     conv.add_argument("--check-2022", action="store_true",
                       help="openvino: also load and run the IR in OpenVINO 2022.3.2 (needs python3.10)")
+    conv.add_argument("--validation", help=".npy array of held-out inputs every target's check "
+                      "runs on (default: seeded random-normal inputs)")
+    conv.add_argument("--min-top1", type=_top1, default=0.99,
+                      help="lowest accepted int8 top-1 agreement with Keras; 0 only reports it "
+                      "(default: %(default)s)")
+    conv.add_argument("--keep-failed", action="store_true",
+                      help="keep an artefact whose check failed (its report says why)")
     conv.add_argument("--overwrite", action="store_true", help="replace existing output")
     conv.set_defaults(func=cmd_convert)
 
@@ -210,19 +289,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("models", nargs="+", help=".keras files; the first is the baseline")
     bench.add_argument("--runtimes", nargs="+", default=list(TIMED), choices=list(TIMED),
                        help="runtimes to time (default: all)")
-    bench.add_argument("--runs", type=int, default=200, help="timed runs per model and runtime")
-    bench.add_argument("--threads", type=int, default=1, help="threads per runtime (default: 1)")
+    bench.add_argument("--runs", type=_positive_int, default=200, help="timed runs per model and runtime")
+    bench.add_argument("--threads", type=_positive_int, default=1, help="threads per runtime (default: 1)")
     bench.add_argument("--calibration", help=".npy inputs for int8 calibration (default: random)")
     bench.set_defaults(func=cmd_bench)
+    parser.commands = sub.choices  # name -> the command's parser (its usage on bad flags)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    command = parser.commands[args.command]
+    if unknown:  # the command's own usage, not the top-level one
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
+    except UsageError as e:
+        command.error(in_cli_terms(str(e)))  # exits 2
     except TfmFuseError as e:
-        print(f"tfm-fuse {args.command}: error: {e}", file=sys.stderr)
+        print(f"tfm-fuse {args.command}: error: {in_cli_terms(str(e))}", file=sys.stderr)
         return 1
 
 

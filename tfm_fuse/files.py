@@ -60,7 +60,7 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool) -> Path:
     if (final.exists() or final.is_symlink()) and not overwrite:
         kind = "directory" if final.is_dir() else "file"
         raise ConfigError(f"Output path '{final}' already exists (a {kind}). Accepted: a path "
-                          "that does not exist yet, or overwrite=True (--overwrite) to replace it.")
+                          "that does not exist yet, or pass overwrite=True to replace it.")
     return final
 
 
@@ -141,7 +141,7 @@ def commit(tmp: Path, final: Path, *, overwrite: bool) -> None:
     """
     if (final.exists() or final.is_symlink()) and not overwrite:
         raise ConfigError(f"Output path '{final}' appeared while it was being written; pass "
-                          "overwrite=True (--overwrite) to replace it.")
+                          "overwrite=True to replace it.")
     _fsync_tree(tmp)
     umask = os.umask(0)
     os.umask(umask)
