@@ -91,23 +91,28 @@ def test_save_on_a_full_disk_leaves_nothing(full_disk):
     assert list(full_disk.iterdir()) == []
 
 
-def test_read_only_destination_is_one_clear_error(tmp_path):
-    if os.geteuid() == 0:  # root ignores permission bits: use a read-only mount instead
-        target = tmp_path / "ro"
-        target.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(target)],
-                          capture_output=True).returncode != 0:
-            pytest.skip("cannot make a read-only directory here (root without mount)")
-    else:
-        target = tmp_path / "ro"
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nobody may write into: a read-only tmpfs for root (which ignores permission
+    bits), mode 0o555 otherwise."""
+    target = tmp_path / "ro"
+    if os.geteuid() != 0:
         target.mkdir(mode=0o555)
-    try:
-        with pytest.raises(OutputError, match="read-only|permission denied") as info:
-            files.save_model(_model(), target / "m.keras")
-        assert info.value.errno in (errno.EROFS, errno.EACCES)
-        assert isinstance(info.value, OSError)  # still catchable as the OS error it is
-    finally:
-        subprocess.run(["umount", str(target)], check=False, capture_output=True)
+        yield target
+        return
+    target.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(target)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot make a read-only directory here (root without mount)")
+    yield target
+    subprocess.run(["umount", str(target)], check=False, capture_output=True)
+
+
+def test_read_only_destination_is_one_clear_error(read_only_dir):
+    with pytest.raises(OutputError, match="read-only|permission denied") as info:
+        files.save_model(_model(), read_only_dir / "m.keras")
+    assert info.value.errno in (errno.EROFS, errno.EACCES)
+    assert isinstance(info.value, OSError)  # still catchable as the OS error it is
 
 
 def test_overwrite_replaces_only_when_complete(tmp_path):
@@ -311,21 +316,13 @@ def test_interrupted_fit_resumes_like_an_uninterrupted_one(tmp_path, how):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_converter_destination_none_and_read_only(tmp_path):
+def test_converter_destination_none_and_read_only(read_only_dir):
     from tfm_fuse.converters import onnx
 
     with pytest.raises(ConfigError, match="output path must be"):
         onnx.convert(_model(), None)
-    target = tmp_path / "ro"
-    target.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(target)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a read-only file system here")
-    try:
-        with pytest.raises(OutputError, match=r"Cannot write .*ro/onnx.*read-only"):
-            onnx.convert(_model(), target / "onnx")
-    finally:
-        subprocess.run(["umount", str(target)], check=False, capture_output=True)
+    with pytest.raises(OutputError, match=r"Cannot write .*ro/onnx.*(read-only|permission)"):
+        onnx.convert(_model(), read_only_dir / "onnx")
 
 
 def test_nan_inputs_to_a_converter_are_refused(tmp_path):

@@ -39,37 +39,30 @@ def in_cli_terms(message: str) -> str:
     return message
 
 
-def _fraction(text: str) -> float:
-    """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+def _number(kind: type, low: float, high: float = float("inf"), *, high_open: bool = False):
+    """An argparse type: `kind(text)` within [low, high] (or [low, high)), else a usage error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: "
+                                             f"{text!r}") from None
+        if value < low or value > high or (high_open and value == high):
+            bound = f"at least {low:g}" if high == float("inf") else \
+                f"in [{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+_fraction = _number(float, 0.0, 1.0, high_open=True)
+_positive_int = _number(int, 1)
+_agreement = _number(float, 0.0, 1.0)
 
 
 def _top1(text: str) -> float | None:
     """argparse type: an agreement in [0, 1]; 0 only reports it."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value or None
+    return _agreement(text) or None
 
 
 def _load_model(path: str):
