@@ -127,17 +127,10 @@ def _inputs(path: str, flag: str):
 
 
 def _calibration(path: str | None, required_for: str):
-    import numpy as np
-
     if path is None:
         raise UsageError(f"target '{required_for}' quantizes to int8 and needs --calibration "
                          "FILE.npy: an array of preprocessed inputs shaped like the model input")
-    if not Path(path).is_file():
-        raise TfmFuseError(f"No such calibration file: '{path}'")
-    try:
-        return np.load(path)
-    except Exception as e:  # noqa: BLE001
-        raise TfmFuseError(f"Cannot read '{path}' as a .npy array: {e}") from e
+    return _inputs(path, "--calibration")
 
 
 def cmd_convert(args) -> int:
