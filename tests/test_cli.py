@@ -62,7 +62,11 @@ def test_convert_and_bench(model_file):
                          else "m.keras", "--runtimes", "onnxruntime", "litert_fp32", "--runs", "20",
                          cwd=model_file)
     assert code == 0, err
-    assert "onnxruntime" in out and "1.00x" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("0:m", "1:"))]
+    assert len(rows) == 2, out  # the baseline and the second model, each with its own ratios
+    ratios = [[cell for cell in row if cell.endswith("x")] for row in rows]
+    assert ratios[0] == ["1.00x", "1.00x"], out  # the baseline against itself
+    assert len(ratios[1]) == 2 and all(float(r[:-1]) > 0 for r in ratios[1]), out
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -80,22 +84,39 @@ def test_bad_input_is_one_line_and_exit_1(model_file, args, needle):
     assert not (model_file / "o").exists()
 
 
+_SUBCLASSED = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="cli_test")
+class Sub(keras.Model):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conv = keras.layers.Conv2D(4, 3)
+
+    def call(self, x):
+        return self.conv(x)
+"""
+
+
 def test_subclassed_model_file_is_refused(model_file):
-    @keras.saving.register_keras_serializable(package="cli_test")
-    class Sub(keras.Model):
-        def __init__(self, **kw):
-            super().__init__(**kw)
-            self.conv = keras.layers.Conv2D(4, 3)
-
-        def call(self, x):
-            return self.conv(x)
-
+    """The class is importable in the CLI's process (so loading succeeds): the refusal is the
+    analysis's, naming the model, in one line."""
+    (model_file / "cli_sub.py").write_text(_SUBCLASSED)
+    sys.path.insert(0, str(model_file))
+    try:
+        from cli_sub import Sub
+    finally:
+        sys.path.remove(str(model_file))
     m = Sub()
     m(np.zeros((1, 8, 8, 1), "float32"))
     m.save(model_file / "sub.keras")
-    code, _, err = run("profile", "sub.keras", cwd=model_file)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    exe = [sys.executable, "-c", "import sys; sys.argv[0] = 'tfm-fuse'; "
+           "from tfm_fuse.cli import main; import cli_sub; sys.exit(main())", "profile", "sub.keras"]
+    p = subprocess.run(exe, cwd=model_file, capture_output=True, text=True, timeout=600)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert p.returncode == 1 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "is a subclassed keras.Model (Sub)" in lines[0], lines[0]
 
 
 def test_unknown_target_is_usage_error(model_file):

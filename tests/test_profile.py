@@ -117,11 +117,22 @@ def test_profile_accepts_an_analysis(built):
     assert tfm_fuse.profile(tfm_fuse.analyze(model)).macs == tfm_fuse.profile(model).macs
 
 
-def test_profile_does_not_run_the_model(built):
+def test_profile_does_not_run_the_model(built, monkeypatch):
+    """Profiling is arithmetic on the graph: no layer computes on real values (revert to
+    counting MACs from a forward pass and this fails)."""
     model = built("sequential")
-    before = [w.copy() for w in model.get_weights()]
-    y = model(sample(model))
+    computed = []
+    for cls in {type(layer) for layer in model.layers}:
+        real_call = cls.call
+
+        def recording_call(self, *args, _real=real_call, **kwargs):
+            if not isinstance(args[0], keras.KerasTensor):  # concrete inputs: a real run
+                computed.append(self.name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "call", recording_call)
+    model(sample(model))
+    assert computed, "the check itself must see a real run"
+    computed.clear()
     tfm_fuse.profile(model)
-    for a, b in zip(before, model.get_weights()):
-        assert (a == b).all()
-    assert y.shape[-1] == 3
+    assert computed == []
