@@ -354,3 +354,23 @@ def test_nan_weights_are_refused_naming_the_layer(step):
     getattr(layer, "layer", layer).kernel.assign(kernel)
     with pytest.raises(ConfigError, match=r"Layer 'conv': weight 'kernel' holds 1 NaN"):
         tfm_fuse.prune(model, method="l1", rate=0.5) if step == "prune" else tfm_fuse.strip(masked)
+
+
+def test_a_failing_final_rename_restores_the_previous_directory(tmp_path, monkeypatch):
+    out = tmp_path / "onnx"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"old good artefact")
+    before = _sha(out)
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new directory's move into place
+            raise OSError(errno.EIO, "Input/output error")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError, match=r"onnx.*input/output error.*previous one is unchanged"):
+        with files.atomic_output(out, overwrite=True, directory=True) as tmp:
+            (tmp / "model.onnx").write_bytes(b"new")
+    assert _sha(out) == before and [p.name for p in tmp_path.iterdir()] == ["onnx"]
