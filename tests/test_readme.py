@@ -42,3 +42,27 @@ def test_own_layer_rule_snippet_runs_as_written(capsys):
         rules._RULES.pop(scope.get("ChannelScale"), None)
     assert "(8,)" in capsys.readouterr().out
     assert scope["small"].count_params() < scope["model"].count_params()
+
+
+TESTED = ("## Ten lines", "## Models it accepts", "## Pruning during fit")
+
+
+def test_ten_lines_run_as_written(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)  # the snippet saves small.keras
+    scope: dict = {}
+    exec(compile(readme_block("## Ten lines"), "README.md", "exec"), scope)
+    out = capsys.readouterr().out
+    assert "'macs'" in out and (tmp_path / "small.keras").exists()
+    x = np.random.default_rng(0).uniform(0, 1, size=(2, 96, 96, 3)).astype("float32")
+    np.testing.assert_allclose(scope["small"](x), scope["masked"](x), atol=1e-5)
+
+
+def test_every_python_block_of_the_readme_is_run_by_a_test():
+    """A block added under another heading needs a test here (this fails until it has one)."""
+    text = README.read_text()
+    headings = []
+    for match in re.finditer(r"```python\n", text):
+        before = text[:match.start()]
+        headings.append(re.findall(r"^## .*$", before, re.M)[-1])
+    assert headings and set(headings) <= set(TESTED), set(headings) - set(TESTED)
+    assert len(headings) == len(set(headings))  # one block per section: readme_block finds it
