@@ -7,9 +7,12 @@ through the rest, then masks fixed while the model recovers. Every mask change r
 BatchNorm moving statistics (`pruning.batchnorm.StatisticsRestart`), so the model is right in
 inference mode — the mode it is validated and deployed in — a few batches after each change.
 
-It adds `prune_target`, `prune_rate`, `prune_macs`, `prune_params`, `prune_macs_removed`,
-`prune_params_removed`, `prune_memory_removed` and `prune_backoff` to the logs: the progress
-bar, `CSVLogger` and `TensorBoard` show them when they come after `FuPruner` in the list.
+Logs, kept short for the progress bar: after every batch one entry, the fraction of the budget's
+own cost removed so far (`prune_macs_removed` for `macs=`; `prune_rate` for `rate=`); after every
+epoch the fractions `prune_rate`, `prune_macs_removed`, `prune_params_removed`,
+`prune_memory_removed` and the controls `prune_target`, `prune_backoff` (`CSVLogger` and
+`TensorBoard` record them when they come after `FuPruner`). The stripped model's absolute
+counts are `FuPruner.stats` (integers: `{"prune_macs": 10069813, ...}`).
 
 Example:
     >>> masked = tfm_fuse.prune(model, method="fupruner", macs=0.5)
@@ -40,6 +43,7 @@ WARMUP = 0.2        # fraction of fit's steps before the derived schedule starts
 UPDATES = 20        # mask updates over the derived schedule's ramp ("auto" update_freq)
 MIN_RECOVERY = 0.2  # a schedule leaving less than this fraction of fit after its end warns
 RATE_SURPRISE = 0.15  # `rate=` removing this much more of the MACs than its value is explained
+COUNTS = ("prune_params", "prune_macs")  # integers: in `FuPruner.stats`, not in the logs
 
 
 class FuPruner(keras.callbacks.Callback):
@@ -154,7 +158,9 @@ class FuPruner(keras.callbacks.Callback):
         self._restart.after_batch()
         self._updater.write_step(self.step)  # a checkpoint saved at any batch resumes exactly
         if logs is not None:
-            logs.update(self._stats)
+            key = "prune_rate" if self.budget.kind is Kind.RATE else \
+                f"prune_{self.budget.kind.value}_removed"
+            logs[key] = self._stats[key]
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -169,7 +175,8 @@ class FuPruner(keras.callbacks.Callback):
             if self.guard.reference != self._options.reference:  # saved for a resumed fit
                 self._options = dataclasses.replace(self._options, reference=self.guard.reference)
                 write_options(self.model, self._options)
-        logs.update(self._stats, prune_target=self.target, prune_backoff=self.penalty)
+        logs.update({k: v for k, v in self._stats.items() if k not in COUNTS},
+                    prune_target=self.target, prune_backoff=self.penalty)
 
     def on_train_end(self, logs=None):
         self._updater.write_step(self.step)
@@ -194,6 +201,11 @@ class FuPruner(keras.callbacks.Callback):
                 f"{removed:.0%} of the MACs (a layer loses channels on its input and its output). "
                 f"For a compute budget, ask for it: prune(model, method='fupruner', "
                 f"macs={self.budget.value:g}).", stacklevel=2)
+
+    @property
+    def stats(self) -> dict:
+        """What the masks in place remove, and the stripped model's parameter and MAC counts."""
+        return dict(self._stats)
 
     # --- internals -------------------------------------------------------------------------
     @property

@@ -80,7 +80,7 @@ def _table(rows: list[dict], runtimes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _plot(history: dict, pruned_history: dict, timings: dict, path: Path) -> None:
+def _plot(history: dict, pruned_history: dict, timings: dict, full_macs: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +93,8 @@ def _plot(history: dict, pruned_history: dict, timings: dict, path: Path) -> Non
     a.set(xlabel="epoch", ylabel="validation accuracy (inference mode)",
           title="Accuracy during fit")
     a.legend()
-    b.plot(epochs, np.array(pruned_history["prune_macs"]) / 1e6, marker="s", color="tab:orange")
+    macs = full_macs * (1.0 - np.array(pruned_history["prune_macs_removed"]))
+    b.plot(epochs, macs / 1e6, marker="s", color="tab:orange")
     b.set(xlabel="epoch", ylabel="MMACs per image (after strip)", title="FuPruner: compute")
     runtimes = list(next(iter(timings.values())))
     width = 0.8 / len(timings)
@@ -174,7 +175,7 @@ def run_demo(out: Path, *, epochs: int = 6, macs_removed: float = 0.5, n_train: 
     print("checks against Keras: " + "; ".join(
         f"{r['model']}: " + ", ".join(f"{t} {'ok' if ok else 'FAILED'}" for t, ok in
                                        r["targets_ok"].items()) for r in rows))
-    _plot(history, pruned_history, timings, out / "demo.png")
+    _plot(history, pruned_history, timings, base_profile.macs, out / "demo.png")
     files.write_text(out / "results.json", json.dumps({
         "rows": rows, "channel_rate": rate, "strip_fuse_max_diff": diff,
         "history": {"baseline": history, "fupruner": pruned_history}}, indent=2, default=float))

@@ -34,14 +34,17 @@ def test_masks_update_during_fit_and_strip_is_equivalent(tmp_path):
     model = _masked(rate=0.5, align=4)
     log = tmp_path / "log.csv"
     model.fit(x, y, epochs=4, batch_size=16, verbose=0, validation_data=(x, y),
-              callbacks=[callbacks.FuPruner(update_freq=2), keras.callbacks.CSVLogger(str(log))])
+              callbacks=[pruner := callbacks.FuPruner(update_freq=2),
+                         keras.callbacks.CSVLogger(str(log))])
     masks = _masks(model)
     assert any((m == 0).any() for m in masks.values())
     assert all(m.sum() % 4 == 0 for m in masks.values())
     rows = list(csv.DictReader(log.open()))
-    assert float(rows[-1]["prune_rate"]) > 0.3 and float(rows[-1]["prune_macs"]) > 0
+    assert float(rows[-1]["prune_rate"]) > 0.3 and float(rows[-1]["prune_macs_removed"]) > 0
+    assert "prune_macs" not in rows[-1] and "prune_params" not in rows[-1]  # counts: .stats
     small = tfm_fuse.strip(model)
-    assert tfm_fuse.profile(small).macs == float(rows[-1]["prune_macs"])
+    assert tfm_fuse.profile(small).macs == pruner.stats["prune_macs"]  # an exact integer
+    assert isinstance(pruner.stats["prune_macs"], int)
     np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
 
 
@@ -331,3 +334,23 @@ def test_allow_unknown_carries_through_fupruner_strip_and_rate_for_macs():
         assert 0 < rate_for_macs(model, 0.3, allow_unknown=True) < 1
     np.testing.assert_allclose(small(x[:4]), masked(x[:4]), atol=1e-5)
     assert tfm_fuse.profile(small).macs < 0.7 * tfm_fuse.profile(model).macs
+
+
+def test_progress_bar_entries_are_few_and_counts_are_integers():
+    """One FuPruner entry per batch (the budget's own cost), fractions per epoch, counts only
+    as integers in `FuPruner.stats`."""
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(sorted(k for k in logs if k.startswith("prune_")))
+
+    x, y = toy_data()
+    pruner = callbacks.FuPruner(update_freq=1)
+    hist = _quiet_fit(_masked(macs=0.5), x, y, epochs=2, batch_size=16, verbose=0,
+                      callbacks=[pruner, Spy()])
+    assert seen and all(keys == ["prune_macs_removed"] for keys in seen)
+    epoch_keys = sorted(k for k in hist.history if k.startswith("prune_"))
+    assert epoch_keys == ["prune_backoff", "prune_macs_removed", "prune_memory_removed",
+                          "prune_params_removed", "prune_rate", "prune_target"]
+    assert all(isinstance(pruner.stats[k], int) for k in ("prune_macs", "prune_params"))

@@ -173,14 +173,14 @@ class MaskUpdater:
             w = self._by_name[name]
             (w.in_mask if side == "in" else w.out_mask).assign(value)
 
-    def stats(self, keep: np.ndarray | None = None) -> dict[str, float]:
+    def stats(self, keep: np.ndarray | None = None) -> dict[str, float | int]:
         """Masked channel rate, and params / MACs the stripped model would have (and removed)."""
         if keep is None:
             keep = self.cost.keep_from_masks(self.model)
         totals = self.cost.totals(keep)
         rate = 1.0 - float(keep[self._prunable].mean()) if len(self._prunable) else 0.0
-        out = {"prune_rate": rate, "prune_params": float(totals["params"]),
-               "prune_macs": float(totals["macs"])}
+        out = {"prune_rate": rate, "prune_params": int(totals["params"]),
+               "prune_macs": int(totals["macs"])}
         for kind, metric in COST_METRIC.items():
             out[f"prune_{kind.value}_removed"] = 1.0 - totals[metric] / max(self.full[metric], 1)
         return out
