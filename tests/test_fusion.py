@@ -161,3 +161,31 @@ def test_keras_applications(app):
     assert_equivalent(model, fused, x)
     n_bn = sum(isinstance(layer, L.BatchNormalization) for layer in fused.layers)
     assert n_bn == BN_LEFT[app]
+
+
+class _TaggedConv(L.Conv2D):
+    """A subclass that adds a property only: it computes as Conv2D does."""
+
+    @property
+    def tag(self):
+        return "mine"
+
+
+class _StandardizedConv(L.Conv2D):
+    """A subclass with its own computation (weight standardisation): folding a BatchNorm
+    into its kernel would change what it computes."""
+
+    def convolution_op(self, inputs, kernel):
+        mean = keras.ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
+        return super().convolution_op(inputs, kernel - mean)
+
+
+@pytest.mark.parametrize("cls, folds", [(_TaggedConv, True), (_StandardizedConv, False)])
+def test_subclass_of_a_host_is_fused_only_when_it_computes_like_it(x12, cls, folds):
+    inputs = keras.Input((12, 12, 3))  # the analysis knows both by Conv2D's inherited rule
+    x = L.BatchNormalization(name="bn")(cls(8, 3, padding="same", name="conv")(inputs))
+    model = randomize(keras.Model(inputs, L.GlobalAveragePooling2D()(L.ReLU()(x))))
+    fused = tfm_fuse.fuse(model)
+    names = [layer.name for layer in fused.layers]
+    assert ("bn" not in names) == folds, names
+    np.testing.assert_allclose(fused(x12), model(x12), atol=1e-5)

@@ -39,6 +39,22 @@ _BACKWARD_HOSTS = (L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseC
 _PAD_HOSTS = (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D)
 
 
+def _is_host(layer, hosts: tuple) -> bool:
+    """`layer` is one of `hosts`, or a subclass of one that computes as it does (it overrides
+    neither `call` nor `convolution_op`, e.g. a subclass adding a property): folding a
+    BatchNorm, an activation or padding into it is then exact. A subclass with its own
+    computation (weight standardisation, a custom padding) is left as it is.
+
+    Example:
+        >>> class MyConv(keras.layers.Conv2D): pass
+        >>> _is_host(MyConv(8, 3), _FORWARD_HOSTS)
+        True
+    """
+    base = next((cls for cls in type(layer).__mro__ if cls in hosts), None)
+    return base is not None and all(getattr(type(layer), name, None) is getattr(base, name, None)
+                                    for name in ("call", "convolution_op"))
+
+
 @dataclasses.dataclass
 class FusionPlan:
     """What `fuse` will do: new configs and weights per host layer, nodes that disappear."""
@@ -132,7 +148,7 @@ def _activation_name(layer) -> str | None:
 def _plan_forward(graph, plan, batchnorm: bool, activation: bool) -> None:
     for node in graph.nodes:
         layer = node.layer
-        if type(layer) not in _FORWARD_HOSTS or not _single_call(graph, node):
+        if not _is_host(layer, _FORWARD_HOSTS) or not _single_call(graph, node):
             continue
         if layer.get_config().get("activation", "linear") != "linear":
             continue
@@ -156,7 +172,7 @@ def _plan_forward(graph, plan, batchnorm: bool, activation: bool) -> None:
 
 def _backward_ok(graph, node: Node) -> bool:
     layer = node.layer
-    if type(layer) not in _BACKWARD_HOSTS or not _single_call(graph, node):
+    if not _is_host(layer, _BACKWARD_HOSTS) or not _single_call(graph, node):
         return False
     if isinstance(layer, L.Dense):
         return True
@@ -194,7 +210,7 @@ def _plan_padding(graph, plan) -> None:
         if not isinstance(node.layer, L.ZeroPadding2D) or not _single_call(graph, node):
             continue
         conv = _only_consumer(graph, node.outputs[0])
-        if conv is None or type(conv.layer) not in _PAD_HOSTS or not _single_call(graph, conv):
+        if conv is None or not _is_host(conv.layer, _PAD_HOSTS) or not _single_call(graph, conv):
             continue
         layer, shape = conv.layer, graph.tensors[node.inputs[0]].shape
         if layer.padding != "valid" or None in shape[1:3] or layer.data_format == "channels_first":
