@@ -156,6 +156,20 @@ def _wrap_saved_model(path: Path) -> Any:
     return keras.Model(inp, out, name=path.name)
 
 
+def require_calibration(data: Any, target: str) -> None:
+    """A `ConfigError` naming `target` when its int8 calibration inputs are missing.
+
+    Example:
+        >>> require_calibration(None, "edgetpu")
+        Traceback (most recent call last):
+        tfm_fuse.errors.ConfigError: edgetpu quantizes to int8 and needs calibration inputs: ...
+    """
+    if data is None:
+        raise ConfigError(f"{target} quantizes to int8 and needs calibration inputs: pass "
+                          "representative_data= (a few hundred preprocessed inputs shaped like "
+                          "the model input: an array, a tf.data.Dataset or a generator).")
+
+
 def sample_array(data: Any, src: Source, *, what: str, max_samples: int = 256) -> np.ndarray:
     """Normalises sample inputs into one array of shape `(n, *input_shape[1:])`.
 

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+from tfm_fuse.converters._source import require_calibration
 from tfm_fuse.converters.report import Report
+from tfm_fuse.errors import ConfigError, ConversionError
+from tfm_fuse.files import check_destination
 
 TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
+INT8_TARGETS = ("edgetpu", "jetson")  # need representative_data (calibration inputs)
 
 
 def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: Any = None,
@@ -38,7 +42,13 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
             `None` only reports it. Defaults to `0.99`.
 
     Returns:
-        `{target: Report}`.
+        `{target: Report}`. A target that cannot be converted — no calibration inputs for an
+        int8 target, or a failed conversion or check — gets a failed report saying why (nothing
+        is written for it), and the other targets are still converted.
+
+    Raises:
+        ConfigError: bad arguments every target shares (the model, an existing `out_dir/<target>`
+            without `overwrite`), before anything is converted.
     """
     out = Path(out_dir)
     common = {"validation_data": validation_data, "overwrite": overwrite, "keep_failed": keep_failed}
@@ -50,4 +60,17 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
                                              **common),
         "onnx": lambda: onnx.convert(model, out / "onnx", **common),
     }
-    return {target: makers[target]() for target in targets}
+    unknown = [t for t in targets if t not in makers]
+    if unknown:
+        raise ConfigError(f"Unknown target(s) {unknown}. Accepted: {list(TARGETS)}")
+    for target in targets:  # shared mistakes first: nothing converted, nothing half done
+        check_destination(out / target, overwrite=overwrite)
+    reports = {}
+    for target in targets:
+        try:
+            if target in INT8_TARGETS:
+                require_calibration(representative_data, target)
+            reports[target] = makers[target]()
+        except (ConversionError, ConfigError) as e:  # this target only: the others go on
+            reports[target] = Report(target=target, ok=False, issues=[str(e)])
+    return reports

@@ -21,7 +21,7 @@ import numpy as np
 from tfm_fuse.converters import _edgetpu_ops
 from tfm_fuse.converters._fidelity import check_int8, compare, dequantize, quantize
 from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, load_source, pick_validation, sample_array,
+    ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
 )
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
@@ -30,7 +30,7 @@ from tfm_fuse.errors import ConfigError
 TFLITE_NAME = "model_int8.tflite"
 
 
-def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any,
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any = None,
             validation_data: Any = None, io_dtype: Literal["uint8", "int8"] = "uint8",
             min_top1: float | None = 0.99, require_full_tpu: bool = True,
             max_samples: int = 500, overwrite: bool = False,
@@ -67,6 +67,7 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         raise ConfigError(f"io_dtype must be 'uint8' or 'int8'. Received: io_dtype={io_dtype!r}")
     check_destination(out_dir, overwrite=overwrite)
     src = load_source(model)
+    require_calibration(representative_data, "edgetpu")
     rep = sample_array(representative_data, src, what="representative_data",
                        max_samples=max_samples)
     report = Report(target="edgetpu", notes=list(src.notes))

@@ -26,7 +26,7 @@ import numpy as np
 from tfm_fuse.converters import onnx as onnx_conv
 from tfm_fuse.converters._fidelity import check_int8, compare
 from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, load_source, pick_validation, sample_array,
+    ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
 )
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
@@ -40,7 +40,7 @@ CALIBRATIONS = {"percentile": "Percentile", "minmax": "MinMax", "entropy": "Entr
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 
 
-def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any,
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any = None,
             validation_data: Any = None, opset: int = 17, min_top1: float | None = 0.99,
             calibration: str = "minmax", max_rel_error: float = 1e-3,
             max_samples: int = 500, overwrite: bool = False,
@@ -81,9 +81,10 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
                           f"calibration={calibration!r}")
     check_destination(out_dir, overwrite=overwrite)
     src = load_source(model)
+    require_calibration(representative_data, "jetson")
     rep = sample_array(representative_data, src, what="representative_data",
                        max_samples=max_samples)
-    report = Report(target="tensorrt", notes=list(src.notes))
+    report = Report(target="jetson", notes=list(src.notes))  # the board, as in the CLI
     x_val = pick_validation(src, validation_data, rep, report.notes)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         if has_tf_trt():

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from tfm_fuse.converters import TARGETS  # cheap: toolchains load inside convert()
+from tfm_fuse.converters.all import INT8_TARGETS
 from tfm_fuse.errors import TfmFuseError
 
 
@@ -25,7 +26,8 @@ TIMED = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")
 # the library's Python spellings in its messages, as this command line spells them
 CLI_TERMS = (("pass keep_failed=True", "pass --keep-failed"),
              ("pass min_top1=None", "pass --min-top1 0"),
-             ("pass overwrite=True", "pass --overwrite"), ("overwrite=True", "--overwrite"))
+             ("pass overwrite=True", "pass --overwrite"), ("overwrite=True", "--overwrite"),
+             ("pass representative_data=", "pass --calibration INPUTS.npy"))
 
 
 class UsageError(TfmFuseError):
@@ -138,15 +140,22 @@ def cmd_convert(args) -> int:
 
     targets = TARGETS if args.target == "all" else (args.target,)
     calibration = None
-    if {"edgetpu", "jetson"} & set(targets):
-        calibration = _calibration(args.calibration, "edgetpu/jetson")
+    if args.calibration is not None or args.target in INT8_TARGETS:
+        calibration = _calibration(args.calibration, args.target)
+    # --target all without --calibration: the float targets are converted, the int8 ones
+    # reported as needing it
     validation = _inputs(args.validation, "--validation") if args.validation else None
     reports = convert_all(args.model, args.out, representative_data=calibration, targets=targets,
                           validation_data=validation, overwrite=args.overwrite,
                           keep_failed=args.keep_failed, min_top1=args.min_top1,
                           legacy_openvino=args.check_2022)
     for r in reports.values():
-        print(r)
+        print(in_cli_terms(str(r)))
+    for target, r in reports.items():
+        if not r.ok:
+            first = r.issues[0] if r.issues else "its check failed"
+            print(f"tfm-fuse convert: error: {target}: {in_cli_terms(first).splitlines()[0]}",
+                  file=sys.stderr)
     return 0 if all(r.ok for r in reports.values()) else 1
 
 

@@ -128,3 +128,25 @@ def test_keras_file_and_saved_model_sources(tmp_path, tiny_model, tiny_data):
     # A SavedModel runs its own variables inside TFSMLayer: no FP16 floor can be measured.
     r = openvino.convert(saved, tmp_path / "ov_from_saved_model", validation_data=tiny_data[:8])
     assert r.ok and "fp16_weights_floor_rel" not in r.fidelity["openvino_fp16"]
+
+
+@pytest.mark.parametrize("module, target", [(edgetpu, "edgetpu"), (tensorrt, "jetson")])
+def test_int8_target_without_calibration_names_itself(module, target, tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match=rf"^{target} quantizes to int8 and needs calibration "
+                                          r"inputs: pass representative_data="):
+        module.convert(tiny_model, tmp_path / target)
+    assert_nothing_left(tmp_path / target)
+
+
+def test_convert_all_converts_what_it_can_and_reports_the_rest(tmp_path, tiny_model):
+    from tfm_fuse.converters import convert_all
+
+    reports = convert_all(tiny_model, tmp_path, targets=("edgetpu", "onnx", "jetson"))
+    assert list(reports) == ["edgetpu", "onnx", "jetson"]
+    assert reports["onnx"].ok and (tmp_path / "onnx" / "model.onnx").exists()
+    for target in ("edgetpu", "jetson"):
+        assert not reports[target].ok and "needs calibration inputs" in reports[target].issues[0]
+        assert not (tmp_path / target).exists()
+    with pytest.raises(ConfigError, match="already exists"):  # a shared mistake: before any
+        convert_all(tiny_model, tmp_path, targets=("openvino", "onnx"))  # conversion starts
+    assert not (tmp_path / "openvino").exists()
