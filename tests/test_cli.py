@@ -111,8 +111,9 @@ def test_subclassed_model_file_is_refused(model_file):
     m = Sub()
     m(np.zeros((1, 8, 8, 1), "float32"))
     m.save(model_file / "sub.keras")
-    exe = [sys.executable, "-c", "import sys; sys.argv[0] = 'tfm-fuse'; "
-           "from tfm_fuse.cli import main; import cli_sub; sys.exit(main())", "profile", "sub.keras"]
+    exe = [sys.executable, "-c", "import sys; from tfm_fuse._quiet import quiet_native_logs\n"
+           "with quiet_native_logs(): import cli_sub\n"
+           "from tfm_fuse.cli import main; sys.exit(main())", "profile", "sub.keras"]
     p = subprocess.run(exe, cwd=model_file, capture_output=True, text=True, timeout=600)
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert p.returncode == 1 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr

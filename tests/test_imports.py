@@ -118,3 +118,36 @@ def test_module_file_names_are_unique():
 
     names = Counter(path.name for path in modules().values() if path.name != "__init__.py")
     assert [n for n, count in names.items() if count > 1] == []
+
+
+def test_importing_tfm_fuse_changes_no_process_state():
+    """No TensorFlow, no redirected file descriptor, no environment change at `import
+    tfm_fuse` (even when the process is called `tfm-fuse`); names import on first use."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; sys.argv[0] = 'tfm-fuse'; env = dict(os.environ); "
+            "fd = os.readlink('/proc/self/fd/2'); import tfm_fuse, tfm_fuse.cli; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
+            "assert os.readlink('/proc/self/fd/2') == fd and dict(os.environ) == env; "
+            "assert sys.stderr is sys.__stderr__; "
+            "assert callable(tfm_fuse.fuse) and 'keras' in sys.modules; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_a_masked_model_loads_in_a_fresh_process(tmp_path):
+    """`import keras, tfm_fuse` then `keras.models.load_model`: the wrapper class is registered
+    although tfm_fuse imports its names lazily."""
+    import subprocess
+    import sys
+
+    import tfm_fuse
+
+    masked = tfm_fuse.prune(tfm_fuse.models.residual_cnn(input_shape=(16, 16, 1), widths=(8,)),
+                            method="fupruner", macs=0.3)
+    masked.save(tmp_path / "masked.keras")
+    code = ("import keras, tfm_fuse; m = keras.models.load_model(%r); "
+            "print(type(m.layers[1]).__name__)" % str(tmp_path / "masked.keras"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "PruneWrapper", proc.stderr[-2000:]

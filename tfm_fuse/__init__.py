@@ -6,41 +6,58 @@ Example:
     >>> masked = tfm_fuse.prune(model, method="l1", rate=0.3)  # channel masks
     >>> small = tfm_fuse.strip(masked)                          # physically smaller, equal outputs
     >>> print(tfm_fuse.profile(small))
+
+`import tfm_fuse` changes no process state (no file descriptor, stream or environment
+variable): each name below is imported on first use, so the command line can quiet
+TensorFlow's native logs before TensorFlow loads. When Keras is already imported (`import
+keras, tfm_fuse`), the classes tfm_fuse saves in `.keras` files (`PruneWrapper`, the schedules)
+are registered at once, so `keras.models.load_model` reads a masked model right away; otherwise
+they are registered by the first use of tfm_fuse (or by `tfm_fuse.files.load_model`).
 """
 
-from tfm_fuse._quiet import silence_native_logs_in_cli
-
-silence_native_logs_in_cli()
-
-from tfm_fuse import data, fusion, graph, models  # noqa: E402
-from tfm_fuse.complexity import Profile, profile  # noqa: E402
-from tfm_fuse.errors import (  # noqa: E402
-    ConfigError,
-    ConversionError,
-    TfmFuseError,
-    UnsupportedLayerError,
-    UnsupportedModelError,
-)
-from tfm_fuse.fusion import fuse  # noqa: E402
-from tfm_fuse.graph import analyze  # noqa: E402
-from tfm_fuse.pruning import PruneWrapper, prune, wrap  # noqa: E402
-from tfm_fuse.pruning.stripping import strip  # noqa: E402  (the import graph is acyclic:
-#                                                  tests/test_imports.py; no order matters)
+import importlib
+import sys
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it (imported on first access)
+_EXPORTS = {
+    "ConfigError": "tfm_fuse.errors", "ConversionError": "tfm_fuse.errors",
+    "OutputError": "tfm_fuse.errors", "TfmFuseError": "tfm_fuse.errors",
+    "UnsupportedLayerError": "tfm_fuse.errors", "UnsupportedModelError": "tfm_fuse.errors",
+    "Profile": "tfm_fuse.complexity", "profile": "tfm_fuse.complexity",
+    "fuse": "tfm_fuse.fusion", "analyze": "tfm_fuse.graph",
+    "PruneWrapper": "tfm_fuse.pruning", "prune": "tfm_fuse.pruning", "wrap": "tfm_fuse.pruning",
+    "strip": "tfm_fuse.pruning.stripping",
+}
+_SUBMODULES = ("callbacks", "converters", "data", "files", "fusion", "graph", "models",
+               "pruning", "rules", "nesting", "rebuild", "complexity", "latency", "validation",
+               "errors", "demo", "cli")
+
 
 def __getattr__(name: str):
-    """`tfm_fuse.callbacks` and `tfm_fuse.converters` without importing them first."""
-    if name in ("callbacks", "converters"):
-        import importlib
+    """`tfm_fuse.fuse`, `tfm_fuse.converters`, ... imported when first used (PEP 562)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"tfm_fuse.{name}")
+    else:
+        raise AttributeError(f"module 'tfm_fuse' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return importlib.import_module(f"tfm_fuse.{name}")
-    raise AttributeError(f"module 'tfm_fuse' has no attribute {name!r}")
 
-__all__ = [
-    "ConfigError", "ConversionError", "Profile", "PruneWrapper", "TfmFuseError",
-    "UnsupportedLayerError", "UnsupportedModelError", "analyze", "callbacks", "converters",
-    "data", "fuse", "fusion",
-    "graph", "models", "profile", "prune", "strip", "wrap",
-]
+def register_saved_classes() -> None:
+    """Register the Keras-serializable classes that `.keras` files of masked models name."""
+    importlib.import_module("tfm_fuse.pruning")
+
+
+if "keras" in sys.modules:  # Keras (and TensorFlow) already loaded: registering costs nothing
+    register_saved_classes()
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
+
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])

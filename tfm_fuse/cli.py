@@ -293,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tfm_fuse._quiet import quiet_native_logs
+
+    with quiet_native_logs():  # before any command imports TensorFlow; restored on return
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     command = parser.commands[args.command]

@@ -210,6 +210,9 @@ def load_model(path: str | os.PathLike, *, custom_objects: dict | None = None):
         raise ConfigError(f"'{path}' is not a Keras model: a .keras file is a zip archive "
                            "written by model.save(), and this one is not (truncated, or another "
                            "kind of file)")
+    import tfm_fuse
+
+    tfm_fuse.register_saved_classes()  # PruneWrapper and the schedules of masked models
     try:
         return keras.models.load_model(p, compile=False, custom_objects=custom_objects)
     except Exception as e:  # noqa: BLE001 - any load failure becomes one clear line
