@@ -52,6 +52,8 @@ def test_tensorrt_onnx_fp32_and_int8_qdq(tmp_path, tiny_model, tiny_data):
 
 
 def test_tensorrt_needs_representative_data_of_right_shape(tmp_path, tiny_model):
-    with pytest.raises(ConfigError, match="representative_data must be a tf.data.Dataset"):
+    with pytest.raises(ConfigError, match="jetson quantizes to int8 and needs calibration"):
         tensorrt.convert(tiny_model, tmp_path / "out", representative_data=None)
+    with pytest.raises(ConfigError, match="representative_data must be a tf.data.Dataset"):
+        tensorrt.convert(tiny_model, tmp_path / "out", representative_data=3)
     assert_nothing_left(tmp_path / "out")
