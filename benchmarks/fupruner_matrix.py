@@ -223,15 +223,22 @@ def plot(rows: list[dict], path: Path) -> None:
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
     for ax, name in zip(axes[0], models):
-        for r in (r for r in rows if r["model"] == name):
-            style = dict(color="black", lw=2.5) if r["case"] == "baseline" else dict(lw=1.2)
-            ax.plot(range(1, len(r["test_curve"]) + 1), r["test_curve"], marker="o",
-                    label=r["case"], **style)
-            if r.get("test_curve_bn_reestimated"):
-                ax.plot(range(1, len(r["test_curve"]) + 1), r["test_curve_bn_reestimated"],
+        for case in dict.fromkeys(r["case"] for r in rows if r["model"] == name):
+            group = [r for r in rows if r["model"] == name and r["case"] == case]
+            curve = np.mean([r["test_curve"] for r in group], axis=0)  # mean over seeds
+            epochs = range(1, len(curve) + 1)
+            style = dict(color="black", lw=2.5) if case == "baseline" else dict(lw=1.2)
+            ax.plot(epochs, curve, marker="o", label=case, **style)
+            if case == "baseline" and group[0].get("test_curve_bn_reestimated"):
+                ax.plot(epochs, np.mean([r["test_curve_bn_reestimated"] for r in group], axis=0),
                         marker="o", ls="--", color="black", label="baseline, BN re-estimated")
-        ax.set(title=f"{name}: held-out accuracy after each epoch (inference mode)",
-               xlabel="epoch", ylabel="accuracy", ylim=(0.0, 1.0))
+        seeds = len({r.get("seed", 0) for r in rows if r["model"] == name})
+        ax.set(title=f"{name}: held-out accuracy after each epoch\n(inference mode, mean of "
+                     f"{seeds} seed{'s' if seeds > 1 else ''})",
+               xlabel="epoch", ylabel="accuracy")
+        low = min(min(r["test_curve"]) for r in rows if r["model"] == name)
+        ax.set_ylim(min(0.8, low - 0.02), 1.0)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
