@@ -5,9 +5,13 @@
 through it, so one pruning decision can run from the backbone's last convolution into the head.
 `strip` returns a flat model (the backbone's layers under their own names) that computes what the
 masked one does. Weights start from random (no downloads here); the digits are shown as RGB.
-Writes `pruned.keras` and `summary.json` to OUT.
+Then converts the stripped model for the boards asked (`--board`): the Coral Edge TPU (full-int8
+`.tflite`), a Jetson board (ONNX FP32 + INT8 Q/DQ for TensorRT) and the Intel NCS2 (OpenVINO
+FP16 IR), each checked against Keras on held-out digits, and prints the report a user reads.
+Writes `pruned.keras`, `summary.json` and one folder per board to OUT.
 
-Run:  python examples/transfer_learning.py [--out transfer_out] [--epochs 6] [--quick]
+Run:  python examples/transfer_learning.py [--out transfer_out] [--epochs 6]
+          [--board edgetpu jetson ncs2] [--quick]
 """
 
 import argparse
@@ -25,6 +29,8 @@ from tfm_fuse.callbacks import FuPruner  # noqa: E402
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--out", type=Path, default=Path("transfer_out"))
 ap.add_argument("--epochs", type=int, default=6)
+ap.add_argument("--board", nargs="*", default=["edgetpu", "jetson", "ncs2"],
+                choices=["edgetpu", "jetson", "ncs2"], help="boards to convert for (default: all)")
 ap.add_argument("--quick", action="store_true", help="tiny data and 2 epochs (for tests)")
 args = ap.parse_args()
 # whole batches of 64 in the training split (TF 2.21 can crash on a partial last batch)
@@ -56,5 +62,18 @@ summary = {"test_accuracy": accuracy, "last_val_accuracy": history.history["val_
            "nested_models_left": sum(isinstance(layer, keras.Model) for layer in small.layers),
            **{f"{k}_removed": v for k, v in
               tfm_fuse.profile(model).reduction(tfm_fuse.profile(small)).items()}}
+
+# --- deployment: one artefact per board, each checked against the Keras model ---------------
+from tfm_fuse.converters import convert_all  # noqa: E402
+
+TARGET_OF_BOARD = {"edgetpu": "edgetpu", "jetson": "jetson", "ncs2": "openvino"}
+targets = tuple(TARGET_OF_BOARD[b] for b in args.board)
+# a 2-epoch model is barely trained: its int8 top-1 agreement is reported, not required
+reports = convert_all(small, args.out / "boards", representative_data=x[:256],
+                      validation_data=x_test[:256], targets=targets, overwrite=True,
+                      min_top1=None if args.quick else 0.99)
+for board in args.board:
+    print(reports[TARGET_OF_BOARD[board]])
+summary["boards_ok"] = {board: reports[TARGET_OF_BOARD[board]].ok for board in args.board}
 (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
 print(json.dumps(summary, indent=1))

@@ -15,7 +15,7 @@ def run_example(name: str, cwd: Path, *args: str) -> str:
     """Runs `examples/<name>` with `--quick` in `cwd`; returns stdout, fails with its output."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--quick", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
@@ -70,8 +70,14 @@ def test_convert_savedmodel(tmp_path):
 
 @pytest.mark.slow
 def test_transfer_learning(tmp_path):
-    run_example("transfer_learning.py", tmp_path, "--out", "out")
+    """A nested backbone fine-tuned with FuPruner's defaults, stripped, and deployed for the
+    Coral Edge TPU, a Jetson board and the NCS2, each report printed."""
+    out = run_example("transfer_learning.py", tmp_path, "--out", "out")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["boards_ok"] == {"edgetpu": True, "jetson": True, "ncs2": True}, out
+    for target in ("edgetpu", "jetson", "openvino"):
+        assert f"tfm_fuse conversion report: {target} — OK" in out
+        assert (tmp_path / "out" / "boards" / target / "report.json").exists()
     assert summary["nested_models_left"] == 0
     assert summary["strip_max_abs_difference"] < 1e-3
     assert 0.45 <= summary["macs_removed"] <= 0.55
