@@ -111,7 +111,8 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}{final.suffix}")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        recover(final)
+        recover(final)  # may put back the previous artefact of a killed overwrite
+        had_previous = final.exists()
         if directory:
             tmp.mkdir()
         yield tmp
