@@ -40,6 +40,7 @@ from tfm_fuse.pruning.schedules import (PolynomialDecay, Schedule, as_schedule, 
 from tfm_fuse.validation import check_number, check_positive_int, is_number
 
 WARMUP = 0.2        # fraction of fit's steps before the derived schedule starts pruning
+RAMP_SHARE = 0.5    # of the steps after the warm-up: the derived ramp; the rest recovers
 UPDATES = 20        # mask updates over the derived schedule's ramp ("auto" update_freq)
 MIN_RECOVERY = 0.2  # a schedule leaving less than this fraction of fit after its end warns
 RATE_SURPRISE = 0.15  # `rate=` removing this much more of the MACs than its value is explained
@@ -265,7 +266,7 @@ class FuPruner(keras.callbacks.Callback):
                         f"fit has {self.params['epochs']}. Train for more epochs, or give the "
                         "reference as baseline=.")
             schedule = gradual(self.budget.value, begin_step=self.step + warmup,
-                               fit_end_step=self._fit_end)
+                               fit_end_step=self._fit_end, ramp_share=RAMP_SHARE)
             if self.update_freq == "epoch":
                 schedule = self._on_epoch_starts(schedule)
         freq = self.update_freq

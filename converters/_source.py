@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tfm_fuse.errors import ConfigError, ConversionError
+from tfm_fuse import files
 from tfm_fuse.files import load_model
 
 ModelLike = Any  # keras.Model | str | os.PathLike (".keras" file or SavedModel directory)
@@ -54,6 +55,8 @@ class Source:
             self.model.export(str(path), format="tf_saved_model", input_signature=[spec],
                               verbose=False)
         except Exception as e:  # noqa: BLE001 - reported with context
+            if (refused := files.as_storage_error(e)) is not None:
+                raise refused from e
             raise ConversionError(f"Keras SavedModel export of input '{self.input_name}' "
                                   f"{self.input_shape} failed: {e}") from e
         return str(path)
@@ -274,4 +277,6 @@ def call_tool(what: str, fn: Callable[[], Any]) -> Any:
     except (ConfigError, ConversionError):
         raise
     except Exception as e:  # noqa: BLE001 - the toolchain's errors are re-raised with context
+        if (refused := files.as_storage_error(e)) is not None:  # the destination's fault:
+            raise refused from e                               # Staging reports OutputError
         raise ConversionError(f"{what} failed: {type(e).__name__}: {e}") from e

@@ -13,9 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
@@ -25,12 +24,19 @@ from tfm_fuse.errors import ConversionError
 from tfm_fuse.files import check_destination
 
 
+class _NotCommitted(Exception):
+    """Thrown into `files.atomic_output` when a block ends without `commit`: nothing moves."""
+
+
 class Staging:
     """A temporary directory next to `out_dir` that becomes `out_dir` on `commit`.
 
-    On an exception, or when `commit` finds a failed report and `keep_failed=False`, the
-    temporary directory (and any parent directory it had to create) is removed, and an
-    existing `out_dir` is left untouched.
+    A thin layer over `tfm_fuse.files.atomic_output(directory=True)` — the same temporary
+    sibling, recovery of a killed run, parent clean-up and `OutputError` for a refused write
+    (a full disk while a tool writes into the stage included) — that adds the report: it is
+    written into the stage, and a failed one moves nothing unless `keep_failed`. On an
+    exception, a failed report, or a block left without `commit`, the temporary directory (and
+    any parent directory it had to create) is removed and an existing `out_dir` is untouched.
 
     Args:
         out_dir: the final output directory.
@@ -41,32 +47,27 @@ class Staging:
 
     def __init__(self, out_dir: str | os.PathLike, *, overwrite: bool = False,
                  keep_failed: bool = False):
-        self.out_dir = check_destination(out_dir, overwrite=overwrite)
-        self.overwrite = overwrite
+        self.out_dir = check_destination(out_dir, overwrite=overwrite)  # fail before any work
         self.keep_failed = keep_failed
-        self._created: list[Path] = []
+        self._output = files.atomic_output(self.out_dir, overwrite=overwrite, directory=True)
+        self._open = False
         self.path = Path()
 
     def __enter__(self) -> Staging:
-        parent = self.out_dir.parent
-        missing = [p for p in [parent, *parent.parents] if not p.exists()]
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self._created = missing  # deepest first
-            files.recover(self.out_dir)
-            self.path = Path(tempfile.mkdtemp(
-                prefix=f".{self.out_dir.name}.tmp-{os.getpid()}-", dir=parent))
-        except OSError as e:
-            self._remove_created_parents()
-            raise files.output_error(e, self.out_dir, previous_kept=self.out_dir.exists()) from e
+        self.path = self._output.__enter__()
+        self._open = True
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.path.exists():
-            shutil.rmtree(self.path, ignore_errors=True)
-        if not self.out_dir.exists():
-            self._remove_created_parents()
+        if not self._open:
+            return
+        self._open = False
+        if exc is None:  # left without commit: throw a marker in, so that nothing moves
+            with contextlib.suppress(_NotCommitted):
+                self._output.__exit__(_NotCommitted, _NotCommitted(), None)
+            return
+        self._output.__exit__(exc_type, exc, tb)  # cleans up; an OSError becomes OutputError
 
     def final(self, name: str) -> str:
         """The path that `name` (relative to the staging directory) will have after commit."""
@@ -77,15 +78,13 @@ class Staging:
 
         Raises:
             ConversionError: `report.ok` is False and `keep_failed` is False; nothing is left.
+            OutputError: the OS refused a write; `out_dir` is as it was.
         """
         for name in report.non_finite_metrics():
             report.ok = False
             report.issues.append(f"validation metric {name} is not a finite number (NaN or inf "
                                  "outputs): the artefact cannot be trusted")
-        try:
-            report.write(self.path)
-        except OSError as e:
-            raise files.output_error(e, self.out_dir, previous_kept=self.out_dir.exists()) from e
+        report.write(self.path)  # an OSError here reaches atomic_output through __exit__
         if not report.ok and not self.keep_failed:
             issues = "\n  - ".join(report.issues) or "(no issue recorded)"
             raise ConversionError(
@@ -93,19 +92,6 @@ class Staging:
                 f"was written (pass keep_failed=True to keep the artefact for inspection):"
                 f"\n  - {issues}"
             )
-        self._move_into_place()
+        self._open = False
+        self._output.__exit__(None, None, None)  # moves the stage into place
         return report
-
-    def _move_into_place(self) -> None:
-        had_previous = self.out_dir.exists()
-        try:
-            files.commit(self.path, self.out_dir, overwrite=self.overwrite)
-        except OSError as e:
-            raise files.output_error(e, self.out_dir, previous_kept=had_previous) from e
-
-    def _remove_created_parents(self) -> None:
-        for p in self._created:
-            try:
-                p.rmdir()
-            except OSError:
-                break

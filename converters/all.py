@@ -15,7 +15,7 @@ from typing import Any
 from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
 from tfm_fuse.converters._source import require_calibration
 from tfm_fuse.converters.report import Report
-from tfm_fuse.errors import ConfigError, ConversionError
+from tfm_fuse.errors import ConfigError, ConversionError, OutputError
 from tfm_fuse.files import check_destination
 
 TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
@@ -71,6 +71,6 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
             if target in INT8_TARGETS:
                 require_calibration(representative_data, target)
             reports[target] = makers[target]()
-        except (ConversionError, ConfigError) as e:  # this target only: the others go on
+        except (ConversionError, ConfigError, OutputError) as e:  # this target only: the rest go on
             reports[target] = Report(target=target, ok=False, issues=[str(e)])
     return reports

@@ -374,3 +374,39 @@ def test_a_failing_final_rename_restores_the_previous_directory(tmp_path, monkey
         with files.atomic_output(out, overwrite=True, directory=True) as tmp:
             (tmp / "model.onnx").write_bytes(b"new")
     assert _sha(out) == before and [p.name for p in tmp_path.iterdir()] == ["onnx"]
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_a_full_disk_while_a_tool_writes_keeps_the_previous_artefact(full_disk, monkeypatch,
+                                                                       target):
+    """The disk fills inside tf2onnx's or TensorFlow's own write (a native `OpError` for the
+    SavedModel): one `OutputError` naming the destination, not a "conversion failed"."""
+    from tfm_fuse import converters
+
+    out = full_disk / target
+    out.mkdir()
+    (out / "artefact").write_bytes(b"previous good artefact")
+    before = _sha(out)
+    if not os.path.ismount(full_disk):  # no real small file system: the tool's write fails
+        import tensorflow as tf
+
+        def no_space(*args, **kwargs):
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{full_disk}/x/part-00000; No space left on device [Op:SaveV2]")
+
+        monkeypatch.setattr(converters._source.Source, "export_saved_model", no_space)
+        monkeypatch.setattr(converters.onnx, "export_onnx", no_space)
+    convert = getattr(converters, target).convert
+    with pytest.raises(OutputError, match=rf"Cannot write .*{target}.*no space left.*previous"):
+        convert(_big_model(), out, overwrite=True)
+    assert _sha(out) == before
+    assert sorted(p.name for p in full_disk.iterdir()) == [target]  # no leftovers
+    reports = converters.convert_all(_big_model(), full_disk / "all", targets=["onnx"])
+    assert not reports["onnx"].ok and "no space left" in reports["onnx"].issues[0]
+    assert sorted(p.name for p in full_disk.iterdir()) == [target]
+
+
+def test_a_tool_failure_that_is_not_the_disk_stays_a_conversion_error():
+    assert files.as_storage_error(RuntimeError("Unsupported op: Foo")) is None
+    assert files.as_storage_error(OSError(errno.ENOENT, "No such file")) is None
+    assert files.as_storage_error(OSError(errno.ENOSPC, "full")).errno == errno.ENOSPC

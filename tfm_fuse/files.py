@@ -39,6 +39,25 @@ _REASONS = {
 }
 
 
+def as_storage_error(error: BaseException) -> OSError | None:
+    """`error` as an `OSError` when the destination refused a write (full disk, read-only,
+    quota, permission): an `OutputError` for the artefact's path, not a failure of the tool that
+    was writing. TensorFlow's native writers raise `tf.errors.OpError`s that carry only the C
+    library's `strerror` text ("... No space left on device [Op:SaveV2]"): it is matched.
+
+    Example:
+        >>> as_storage_error(OSError(errno.ENOSPC, "No space left on device")).errno == errno.ENOSPC
+        True
+    """
+    if isinstance(error, OSError):
+        return error if error.errno in _REASONS else None
+    text = str(error)
+    for code in _REASONS:
+        if os.strerror(code) in text:
+            return OSError(code, os.strerror(code))
+    return None
+
+
 def output_error(error: OSError, path: str | os.PathLike, *, previous_kept: bool) -> OutputError:
     """`error` as an `OutputError` naming `path` and what happened to the previous artefact."""
     reason = _REASONS.get(error.errno, error.strerror or str(error))

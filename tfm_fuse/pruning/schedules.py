@@ -212,7 +212,8 @@ def _check_tfmot_steps(schedule) -> None:
                           f"end_step={end} < begin_step={begin}.")
 
 
-def gradual(final_rate: float, *, begin_step: int, fit_end_step: int) -> PolynomialDecay:
+def gradual(final_rate: float, *, begin_step: int, fit_end_step: int,
+            ramp_share: float = 0.5) -> PolynomialDecay:
     """The schedule FuPruner derives from `fit`'s length when none is given.
 
     Pruning ramps up cubically (large steps while the network is redundant, small ones near the
@@ -225,7 +226,7 @@ def gradual(final_rate: float, *, begin_step: int, fit_end_step: int) -> Polynom
         >>> s.begin_step, s.end_step, s(300)
         (100, 300, 0.5)
     """
-    end = begin_step + max(1, (fit_end_step - begin_step) // 2)
+    end = begin_step + max(1, int((fit_end_step - begin_step) * ramp_share))
     return PolynomialDecay(0.0, final_rate, begin_step=begin_step, end_step=end, power=3.0)
 
 
