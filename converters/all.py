@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
 from tfm_fuse.converters._source import require_calibration
 from tfm_fuse.converters.report import Report
@@ -22,6 +23,7 @@ TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
 INT8_TARGETS = ("edgetpu", "jetson")  # need representative_data (calibration inputs)
 
 
+@quiet_tools
 def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: Any = None,
                 validation_data: Any = None, targets: tuple[str, ...] = TARGETS,
                 overwrite: bool = False, keep_failed: bool = False,

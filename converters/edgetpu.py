@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import _edgetpu_ops
 from tfm_fuse.converters._fidelity import check_int8, compare, dequantize, quantize
 from tfm_fuse.converters._source import (
@@ -30,6 +31,7 @@ from tfm_fuse.errors import ConfigError
 TFLITE_NAME = "model_int8.tflite"
 
 
+@quiet_tools
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any = None,
             validation_data: Any = None, io_dtype: Literal["uint8", "int8"] = "uint8",
             min_top1: float | None = 0.99, require_full_tpu: bool = True,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters._fidelity import check_float, compare
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, pick_validation,
@@ -29,6 +30,7 @@ ONNX_NAME = "model.onnx"
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 emits up to 18; TensorRT 8.5+ parses 13...17
 
 
+@quiet_tools
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, opset: int = 17,
             validation_data: Any = None, max_rel_error: float = 1e-3,
             overwrite: bool = False, keep_failed: bool = False) -> Report:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters._fidelity import check_fp16, compare, fp16_floor
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, pick_validation,
@@ -34,6 +35,7 @@ XML_NAME = "model.xml"
 MAX_LEGACY_OPSET = 10  # OpenVINO 2022.3 LTS reads opset1...opset10
 
 
+@quiet_tools
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = True,
             validation_data: Any = None, max_rel_error: float = 1e-3,
             require_opset10: bool = True, legacy_runtime: bool = False,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import onnx as onnx_conv
 from tfm_fuse.converters._fidelity import check_int8, compare
 from tfm_fuse.converters._source import (
@@ -40,6 +41,7 @@ CALIBRATIONS = {"percentile": "Percentile", "minmax": "MinMax", "entropy": "Entr
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 
 
+@quiet_tools
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any = None,
             validation_data: Any = None, opset: int = 17, min_top1: float | None = 0.99,
             calibration: str = "minmax", max_rel_error: float = 1e-3,

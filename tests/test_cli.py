@@ -131,6 +131,7 @@ def test_unknown_target_is_usage_error(model_file):
     (("bench", "m.keras", "--runs", "-3"), "--runs: must be at least 1"),
     (("profile", "m.keras", "--jsn"), "unrecognized arguments: --jsn"),
     (("demo", "--n-train", "20000"), "--n-train is at most 8000"),
+    (("demo", "--epochs", "1"), "--epochs must be at least 2"),
     (("convert", "m.keras", "--target", "onnx", "--out", "o", "--min-top1", "2"),
      "--min-top1: must be in [0, 1]"),
 ])
@@ -156,6 +157,6 @@ def test_hints_name_flags_not_python_arguments(model_file):
 def test_demo_refuses_to_replace_results_without_overwrite(tmp_path):
     (tmp_path / "tfm_fuse_demo").mkdir()
     (tmp_path / "tfm_fuse_demo" / "results.json").write_text("{}")
-    code, _, err = run("demo", "--epochs", "1", cwd=tmp_path)
+    code, _, err = run("demo", "--epochs", "2", cwd=tmp_path)
     assert code == 1 and "pass --overwrite" in err, err
     assert (tmp_path / "tfm_fuse_demo" / "results.json").read_text() == "{}"

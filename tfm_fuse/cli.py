@@ -187,6 +187,10 @@ def cmd_demo(args) -> int:
     from tfm_fuse.demo import run_demo
 
     out = Path(args.out)
+    if args.epochs < 2:
+        raise UsageError(f"--epochs must be at least 2: the pruned run's accuracy guard measures "
+                         f"its reference in the first epoch and prunes after it. Received: "
+                         f"{args.epochs}")
     if args.n_train > 8000:
         raise UsageError(f"--n-train is at most 8000 (the last 2,000 of the 10,000 shipped "
                          f"digits are the held-out test set). Received: {args.n_train}")

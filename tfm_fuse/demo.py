@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import tfm_fuse
 from tfm_fuse import callbacks, files, latency
 from tfm_fuse.converters import convert_all
 from tfm_fuse.data import load_mnist
+from tfm_fuse.errors import ConfigError
 from tfm_fuse.models import residual_cnn
 from tfm_fuse.pruning.methods import validate_rate
 
@@ -128,6 +130,9 @@ def run_demo(out: Path, *, epochs: int = 6, macs_removed: float = 0.5, n_train: 
         The table's rows as dicts.
     """
     validate_rate(macs_removed, "macs_removed")
+    if epochs < 2:
+        raise ConfigError(f"The demo needs epochs >= 2 (the accuracy guard's reference epoch, "
+                          f"then pruning). Received: epochs={epochs}")
     out.mkdir(parents=True, exist_ok=True)
     (x, y), (xt, yt) = load_mnist(n_train=min(n_train, 8000), n_test=2000)
     # an eighth of the training images is the validation split (the guard reads it, and only
@@ -175,6 +180,14 @@ def run_demo(out: Path, *, epochs: int = 6, macs_removed: float = 0.5, n_train: 
     print("checks against Keras: " + "; ".join(
         f"{r['model']}: " + ", ".join(f"{t} {'ok' if ok else 'FAILED'}" for t, ok in
                                        r["targets_ok"].items()) for r in rows))
+    for name, by_target in reports.items():  # a failed check says why, in the report's words
+        for target, report in by_target.items():
+            for issue in [] if report.ok else report.issues:  # (the hints are the API's)
+                print(f"      {name}/{target}: {re.sub(r'; pass [^)]*', '', issue)}")
+    if epochs < 4 or len(x) < 2000:
+        print(f"Note: {len(x)} training images and {epochs} epoch(s) leave both models far "
+              "from trained, so accuracies (and int8 agreement) are not meaningful; the "
+              "defaults (--n-train 8000 --epochs 6) take about 5 minutes.")
     _plot(history, pruned_history, timings, base_profile.macs, out / "demo.png")
     files.write_text(out / "results.json", json.dumps({
         "rows": rows, "channel_rate": rate, "strip_fuse_max_diff": diff,

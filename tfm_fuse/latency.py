@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from tfm_fuse._quiet import quiet_tools
+
 RUNTIMES = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")
 
 
@@ -57,6 +59,7 @@ _LOADERS = {"litert_fp32": _litert, "litert_int8": _litert, "openvino_cpu": _ope
             "onnxruntime": _onnxruntime}
 
 
+@quiet_tools
 def export(model, out_dir: Path, representative_data, *, runtimes=RUNTIMES) -> dict[str, str]:
     """Convert `model` for timing (no accuracy bars); returns runtime -> artefact path."""
     from tfm_fuse.converters import convert_all
@@ -95,6 +98,7 @@ def _tflite_fp32(model, path: Path) -> str:
     return str(path)
 
 
+@quiet_tools
 def compare(cases: dict[str, dict[str, str]], *, runs: int = 200, rounds: int = 5,
             threads: int = 1, progress: bool = True) -> dict[str, dict[str, float]]:
     """Median latency (ms) per case and runtime, cases interleaved round by round.
