@@ -34,6 +34,8 @@ class Source:
         input_shape: the static shape including the batch dimension (1).
         input_dtype: the input's dtype name, e.g. `"float32"`.
         notes: what was changed to make the input static (for the report).
+        batch_note: the note among `notes` that says the batch was fixed (`None` when the
+            model's batch already was 1): a target that keeps a dynamic batch drops it.
     """
 
     model: Any
@@ -41,6 +43,7 @@ class Source:
     input_shape: tuple[int, ...]
     input_dtype: str
     notes: list[str] = field(default_factory=list)
+    batch_note: str | None = None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Keras inference-mode outputs for `x` (first output when there are several)."""
@@ -97,12 +100,13 @@ def load_source(model: ModelLike) -> Source:
     tensor = keras_model.inputs[0]
     name = _input_name(tensor)
     shape = tuple(tensor.shape)
-    notes = []
+    batch_note = None
     if shape[0] is None:
-        notes.append(f"Input '{name}': dynamic batch dimension fixed to 1 "
-                     f"(the edge runtimes run batch 1).")
+        batch_note = (f"Input '{name}': dynamic batch dimension fixed to 1 "
+                      f"(the edge runtimes run batch 1).")
     elif shape[0] != 1:
-        notes.append(f"Input '{name}': batch {shape[0]} replaced by 1.")
+        batch_note = f"Input '{name}': batch {shape[0]} replaced by 1."
+    notes = [batch_note] if batch_note else []
     dynamic = [i for i, d in enumerate(shape[1:], start=1) if d is None]
     if dynamic:
         raise ConfigError(
@@ -110,7 +114,7 @@ def load_source(model: ModelLike) -> Source:
             f"need a static shape: build the model with e.g. keras.Input(shape=(32, 32, 3))."
         )
     dtype = str(getattr(tensor, "dtype", "float32")).replace("tf.", "")
-    return Source(keras_model, name, (1, *shape[1:]), dtype, notes)
+    return Source(keras_model, name, (1, *shape[1:]), dtype, notes, batch_note)
 
 
 def _input_name(tensor: Any) -> str:

@@ -1,6 +1,9 @@
-"""ONNX: a static-shape `.onnx` from tf2onnx, validated in ONNX Runtime against Keras.
+"""ONNX: a `.onnx` from tf2onnx, validated in ONNX Runtime against Keras.
 
-The same helpers build and check the FP32 ONNX of the Jetson (TensorRT) path.
+The plain export keeps Keras's dynamic batch (`session.run` on any number of samples); pass
+`batch=1` for the static shape edge runtimes need. The same helpers build and check the FP32
+ONNX of the Jetson (TensorRT) path, always at batch 1: an engine for the board is built for
+one shape.
 
 Example:
     >>> from tfm_fuse.converters import onnx
@@ -25,6 +28,7 @@ from tfm_fuse.converters._source import (
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError
+from tfm_fuse.validation import check_positive_int
 
 ONNX_NAME = "model.onnx"
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 emits up to 18; TensorRT 8.5+ parses 13...17
@@ -32,14 +36,17 @@ MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 emits up to 18; TensorRT 8.5+ pars
 
 @quiet_tools
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, opset: int = 17,
-            validation_data: Any = None, max_rel_error: float = 1e-3,
-            overwrite: bool = False, keep_failed: bool = False) -> Report:
-    """Writes `model.onnx` (NHWC input, batch 1) and checks it in ONNX Runtime.
+            batch: int | None = None, validation_data: Any = None,
+            max_rel_error: float = 1e-3, overwrite: bool = False,
+            keep_failed: bool = False) -> Report:
+    """Writes `model.onnx` (NHWC input) and checks it in ONNX Runtime.
 
     Args:
         model: a `keras.Model`, a `.keras` file or a SavedModel directory.
         out_dir: output directory; must not exist unless `overwrite=True`.
         opset: ONNX opset, 13 to 18. Defaults to `17`.
+        batch: a static batch size, or `None` to keep the batch dimension dynamic (validated
+            then on all of `validation_data` in one run). Defaults to `None`.
         validation_data: inputs to compare with Keras. Defaults to seeded random inputs.
         max_rel_error: largest accepted max-abs error relative to the output scale.
             Defaults to `1e-3`.
@@ -54,12 +61,18 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, opset: int = 17,
         ConversionError: conversion or validation failed (nothing is left in `out_dir`).
     """
     check_opset(opset)
+    if batch is not None:
+        batch = check_positive_int(batch, "batch")
     check_destination(out_dir, overwrite=overwrite)
     src = load_source(model)
-    report = Report(target="onnx", notes=list(src.notes))
+    notes = list(src.notes) if batch is not None else \
+        [n for n in src.notes if n != src.batch_note] + [
+            f"Input '{src.input_name}': batch dimension kept dynamic (pass batch=1 for the "
+            "static shape edge runtimes need)."]
+    report = Report(target="onnx", notes=notes)
     x_val = pick_validation(src, validation_data, None, report.notes)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
-        add_fp32(src, stage, report, opset, x_val, max_rel_error)
+        add_fp32(src, stage, report, opset, x_val, max_rel_error, batch=batch)
         report.ok = not report.issues
         return stage.commit(report)
 
@@ -72,12 +85,16 @@ def check_opset(opset: int) -> None:
 
 
 def add_fp32(src: Source, stage: Staging, report: Report, opset: int, x_val: np.ndarray,
-             max_rel_error: float, name: str = ONNX_NAME) -> Path:
-    """Exports `name` into the staging directory, validates it, and records it in `report`."""
-    path = export_onnx(src, stage.path / name, opset)
+             max_rel_error: float, name: str = ONNX_NAME, batch: int | None = 1) -> Path:
+    """Exports `name` into the staging directory, validates it, and records it in `report`.
+
+    With `batch=None` the batch dimension stays dynamic and the check runs all of `x_val` at
+    once; with a static batch, `batch` samples per run (and a last, partial run is padded)."""
+    path = export_onnx(src, stage.path / name, opset, batch=batch)
     key = "onnx_fp32"
     report.artefacts[key] = stage.final(name)
-    metrics = compare(src.predict(x_val), run_onnx(path, x_val))
+    metrics = compare(src.predict(x_val), run_onnx(path, x_val, batch=batch or 512))
+    report.details["onnx_batch"] = "dynamic" if batch is None else batch
     report.fidelity[key] = metrics
     report.issues += check_float(key, metrics, max_rel_error)
     report.details["onnx_opset"] = opset
@@ -85,14 +102,16 @@ def add_fp32(src: Source, stage: Staging, report: Report, opset: int, x_val: np.
     return path
 
 
-def export_onnx(src: Source, path: Path, opset: int) -> Path:
-    """Converts the Keras model with tf2onnx, static input shape, to `path`."""
+def export_onnx(src: Source, path: Path, opset: int, batch: int | None = 1) -> Path:
+    """Converts the Keras model with tf2onnx to `path`: static spatial shape, batch `batch`
+    (`None`: dynamic)."""
     import tensorflow as tf
     import tf2onnx
 
-    spec = tf.TensorSpec(src.input_shape, src.input_dtype, name=src.input_name)
+    shape = (batch, *src.input_shape[1:])
+    spec = tf.TensorSpec(shape, src.input_dtype, name=src.input_name)
     call_tool(f"tf2onnx conversion (opset {opset}) of input '{src.input_name}' "
-              f"{src.input_shape}",
+              f"{shape}",
               lambda: tf2onnx.convert.from_keras(src.model, input_signature=[spec],
                                                  opset=opset, output_path=str(path)))
     return path
@@ -113,8 +132,15 @@ def run_onnx(path: str | os.PathLike, x: np.ndarray, batch: int = 1) -> np.ndarr
                                                      providers=["CPUExecutionProvider"]))
     inp = session.get_inputs()[0]
     dtype = np.float32 if "float" in inp.type else np.int64
-    outs = [session.run(None, {inp.name: x[i:i + batch].astype(dtype)})[0]
-            for i in range(0, len(x), batch)]
+    static = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    batch = static or batch
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch].astype(dtype)
+        n = len(chunk)
+        if static and n < static:  # a static batch: the last run padded, the padding dropped
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - n, axis=0)])
+        outs.append(session.run(None, {inp.name: chunk})[0][:n])
     return np.concatenate(outs, axis=0)
 
 

@@ -1,6 +1,8 @@
 """ONNX and the Jetson path (ONNX for TensorRT, FP32 and INT8 Q/DQ), validated in ONNX Runtime."""
 
+import numpy as np
 import onnx as onnx_lib
+import onnxruntime as ort
 import pytest
 from conv_helpers import assert_nothing_left
 
@@ -14,12 +16,28 @@ def test_onnx_fp32_matches_keras(tmp_path, tiny_model, tiny_data):
     assert r.ok, str(r)
     model = onnx_lib.load(r.artefacts["onnx_fp32"])
     assert model.opset_import[0].version == 17
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 16, 16, 3]  # static, NHWC
+    dims = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1:] == [16, 16, 3]  # dynamic batch, NHWC
     fid = r.fidelity["onnx_fp32"]
     assert fid["max_abs_error_rel"] <= 1e-3 and fid["top1_agreement"] == 1.0
     assert fid["n_samples"] == len(tiny_data)
     assert Report.load(out).fidelity == r.fidelity
+    assert r.details["onnx_batch"] == "dynamic" and "kept dynamic" in r.notes[-1]
+    assert not any("fixed to 1" in note for note in r.notes)
+    x = np.random.default_rng(1).normal(size=(500, 16, 16, 3)).astype("float32")
+    session = ort.InferenceSession(r.artefacts["onnx_fp32"], providers=["CPUExecutionProvider"])
+    y = session.run(None, {session.get_inputs()[0].name: x})[0]  # one run on a batch of 500
+    np.testing.assert_allclose(y, tiny_model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_static_batch_when_asked(tmp_path, tiny_model, tiny_data):
+    r = onnx.convert(tiny_model, tmp_path / "onnx", batch=1, validation_data=tiny_data[:7])
+    model = onnx_lib.load(r.artefacts["onnx_fp32"])
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 16, 16, 3] and r.details["onnx_batch"] == 1
+    assert r.ok and r.fidelity["onnx_fp32"]["n_samples"] == 7
+    with pytest.raises(ConfigError, match="batch"):
+        onnx.convert(tiny_model, tmp_path / "again", batch=0)
 
 
 @pytest.mark.parametrize("opset", [10, 19, "17"])
