@@ -1,8 +1,13 @@
 """Static Edge TPU compatibility check of a `.tflite` flatbuffer, op by op.
 
-The table encodes Coral's "Supported operations" (coral.ai/docs/edgetpu/models-intro) and
-the general requirements on the same page: 8-bit quantized tensors, static shapes, tensors of
-rank ≤ 3 or with only the 3 innermost dimensions > 1, one subgraph. `MAX_VERSION` is the
+The table encodes Coral's "Supported operations" (coral.ai/docs/edgetpu/models-intro,
+"Supported operations"; the same table is mirrored for the Edge TPU of Axis' ARTPEC-7 at
+developer.axis.com/computer-vision/on-device/system-on-chip/artpec-7/supported-ops) and the
+general requirements on the same page: 8-bit quantized tensors, static shapes, tensors of
+rank ≤ 3 or with only the 3 innermost dimensions > 1, one subgraph. Each documented
+"known limitation" is either checked (a reason: the op stays on the CPU) or, where the table
+says the compiler decides by size ("Depending on input/output size ..." for ResizeBilinear,
+"Certain reshapes might not be mapped for large tensor sizes"), reported as a caveat. `MAX_VERSION` is the
 highest version of each op that the TF Lite 2.5-era builtin resolver registers — the
 runtime generation that libedgetpu 16 and pycoral 2.0 (tflite-runtime 2.5) ship with on the
 boards — read from a `tensorflow/lite/kernels/register.cc` of that era (the
@@ -35,13 +40,16 @@ SUPPORTED: dict[str, str] = {
     "MAX_POOL_2D": "no fused activation function",
     "MEAN": "no reduction in the batch dimension; a z-reduction needs z a multiple of 4",
     "MINIMUM": "", "MUL": "", "PACK": "no packing in the batch dimension",
-    "PAD": "no padding in the batch dimension", "PRELU": "", "QUANTIZE": "",
+    "PAD": "no padding in the batch dimension",
+    "PRELU": "a 1-D alpha (only the innermost dimension > 1): Keras PReLU(shared_axes=[1, 2])",
+    "QUANTIZE": "",
     "REDUCE_MAX": "not over the batch dimension", "REDUCE_MIN": "not over the batch dimension",
     "RELU": "", "RELU6": "", "RELU_N1_TO_1": "", "RESHAPE": "",
     "RESIZE_BILINEAR": "3-D input and output", "RESIZE_NEAREST_NEIGHBOR": "3-D input and output",
     "RSQRT": "", "SLICE": "", "SOFTMAX": "1-D input of at most 16,000 elements",
     "SPACE_TO_DEPTH": "", "SPLIT": "no splitting in the batch dimension", "SQUEEZE": "",
-    "STRIDED_SLICE": "all strides equal to 1", "SUB": "", "SUM": "not over the batch dimension",
+    "STRIDED_SLICE": "all strides equal to 1, ellipsis_mask == 0 and new_axis_mask == 0",
+    "SUB": "", "SUM": "not over the batch dimension",
     "SQUARED_DIFFERENCE": "", "TANH": "", "TRANSPOSE": "", "TRANSPOSE_CONV": "",
 }
 
@@ -96,7 +104,7 @@ def check_tflite(model_bytes: bytes) -> dict[str, Any]:
     model = schema.Model.GetRootAsModel(model_bytes, 0)
     ops = list(_read_ops(model, schema))
     rows = [{"index": op.index, "op": op.name, "version": op.version,
-             "reasons": _reasons(op)} for op in ops]
+             "reasons": _reasons(op), "caveats": _caveats(op)} for op in ops]
     if model.SubgraphsLength() > 1:
         rows[0]["reasons"].append("more than one subgraph is not supported")
     first = next((r for r in rows if r["reasons"]), None)
@@ -147,7 +155,15 @@ _OPTION_CLASSES = {
     "CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
     "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions",
     "CONCATENATION": "ConcatenationOptions", "FULLY_CONNECTED": "FullyConnectedOptions",
+    "STRIDED_SLICE": "StridedSliceOptions", "TRANSPOSE_CONV": "TransposeConvOptions",
 }
+
+# Coral's table: mapped or not "depending on input/output size" (the compiler's own rule).
+# Beyond these sizes this check says so; below them it has never been seen refused.
+RESIZE_BILINEAR_CAVEAT = ("may stay on the CPU: the compiler does not map a ResizeBilinear "
+                          "whose size would lose precision (Coral: \"depending on input/output "
+                          "size\"); edgetpu_compiler's log is the final word")
+LARGE_RESHAPE_ELEMENTS = 1 << 16  # elements; "certain reshapes might not be mapped for large tensor sizes"
 
 
 def _options(op: Any, name: str, schema: Any) -> Any:
@@ -244,9 +260,35 @@ def _pad(op: Op) -> list[str]:
 
 
 def _strided_slice(op: Op) -> list[str]:
+    reasons = []
     strides = op.inputs[3].data if len(op.inputs) > 3 else None
     if strides is not None and (strides != 1).any():
-        return [f"strides {strides.tolist()}"]
+        reasons.append(f"strides {strides.tolist()}")
+    o = op.options
+    if o is not None and o.EllipsisMask():
+        reasons.append(f"ellipsis_mask {o.EllipsisMask()}")
+    if o is not None and o.NewAxisMask():
+        reasons.append(f"new_axis_mask {o.NewAxisMask()}")
+    return reasons
+
+
+def _prelu(op: Op) -> list[str]:
+    alpha = op.inputs[1] if len(op.inputs) > 1 else None
+    if alpha is not None and any(d > 1 for d in alpha.shape[:-1]):
+        return [f"alpha of shape {alpha.shape} (one alpha per position: Keras PReLU() "
+                f"without shared_axes)"]
+    return []
+
+
+def _caveats(op: Op) -> list[str]:
+    """Documented size-dependent limits: mapped by this check, perhaps not by the compiler."""
+    if op.name == "RESIZE_BILINEAR":
+        return [RESIZE_BILINEAR_CAVEAT]
+    if op.name == "RESHAPE" and op.inputs:
+        elements = int(np.prod(op.inputs[0].shape)) if op.inputs[0].shape else 0
+        if elements > LARGE_RESHAPE_ELEMENTS:
+            return [f"may stay on the CPU: a reshape of {elements:,} elements (Coral: "
+                    f"\"certain reshapes might not be mapped for large tensor sizes\")"]
     return []
 
 
@@ -263,7 +305,7 @@ _SPECIFIC: dict[str, Callable[[Op], list[str]]] = {
     "AVERAGE_POOL_2D": _no_activation, "MAX_POOL_2D": _no_activation,
     "CONCATENATION": _concatenation, "FULLY_CONNECTED": _fully_connected, "MEAN": _mean,
     "SUM": _not_batch_axis, "REDUCE_MAX": _not_batch_axis, "REDUCE_MIN": _not_batch_axis,
-    "SOFTMAX": _softmax, "PAD": _pad, "STRIDED_SLICE": _strided_slice,
+    "SOFTMAX": _softmax, "PAD": _pad, "STRIDED_SLICE": _strided_slice, "PRELU": _prelu,
 }
 
 

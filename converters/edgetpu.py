@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import _edgetpu_ops
+from tfm_fuse.converters._edgetpu_rewrite import board_compatible, keras_for_board
 from tfm_fuse.converters._fidelity import check_int8, compare, dequantize, quantize
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
@@ -76,7 +78,13 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
     x_val = pick_validation(src, validation_data, rep, report.notes)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         tflite = stage.path / TFLITE_NAME
-        tflite.write_bytes(_to_tflite(src, rep, io_dtype, stage.path / "_saved_model"))
+        board_model, rewrites = keras_for_board(src.model)  # validated against src.model
+        converted = _to_tflite(dataclasses.replace(src, model=board_model), rep, io_dtype,
+                               stage.path / "_saved_model")
+        report.notes += rewrites
+        board_bytes, rewrites = board_compatible(converted)
+        report.notes += rewrites
+        tflite.write_bytes(board_bytes)
         report.artefacts["tflite_int8"] = stage.final(TFLITE_NAME)
         _check_ops(tflite.read_bytes(), report, require_full_tpu)
         metrics = compare(src.predict(x_val), run_tflite(tflite, x_val))
@@ -116,6 +124,9 @@ def _check_ops(model_bytes: bytes, report: Report, require_full_tpu: bool) -> No
                f"{check['cpu_ops'] - 1} op(s) after it run on the CPU, {check['tpu_ops']} "
                f"before it on the Edge TPU.")
         (report.issues if require_full_tpu else report.notes).append(msg)
+    for r in check["ops"]:
+        for caveat in r["caveats"] if r["on_tpu"] else []:
+            report.notes.append(f"Op #{r['index']} {r['op']} {caveat}.")
     report.notes.append(f"Edge TPU op check: {check['tpu_ops']}/{len(check['ops'])} ops "
                         f"eligible ({check['tpu_fraction']:.0%}).")
     mb = check["parameter_bytes"] / 2**20
