@@ -31,6 +31,8 @@ from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError
 
 TFLITE_NAME = "model_int8.tflite"
+RUNNER_NAME = "run_on_coral.py"  # converters/coral_board_runner.py, copied beside the model
+BOARD_SAMPLES = 8  # validated inputs shipped with it (quantized), and their outputs here
 
 
 @quiet_tools
@@ -87,8 +89,10 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         tflite.write_bytes(board_bytes)
         report.artefacts["tflite_int8"] = stage.final(TFLITE_NAME)
         _check_ops(tflite.read_bytes(), report, require_full_tpu)
-        metrics = compare(src.predict(x_val), run_tflite(tflite, x_val))
+        outputs = run_tflite(tflite, x_val)
+        metrics = compare(src.predict(x_val), outputs)
         report.fidelity["tflite_int8"] = metrics
+        _board_runner(tflite, x_val[:BOARD_SAMPLES], outputs[:BOARD_SAMPLES], stage, report)
         report.issues += check_int8("tflite_int8", metrics, min_top1)
         _compile(tflite, stage, report)
         report.ok = not report.issues
@@ -183,28 +187,21 @@ def _compile(tflite: Path, stage: Staging, report: Report) -> None:
             report.artefacts["edgetpu_tflite"] = stage.final(compiled.name)
     name = report.artefacts.get("edgetpu_tflite", stage.final(tflite.stem + "_edgetpu.tflite"))
     report.next_steps.append(
-        f"On the board: python3 -c \"from tfm_fuse.converters.edgetpu import make_interpreter; "
-        f"i = make_interpreter('{name}'); i.allocate_tensors(); i.invoke()\"")
+        f"On the board (Python 3.7+, pycoral or tflite_runtime; no TensorFlow or tfm_fuse): copy "
+        f"{stage.out_dir.name}/ over and run `python3 {RUNNER_NAME} {Path(name).name}` in it: "
+        f"it runs the shipped sample inputs and compares with this machine's outputs.")
 
 
-def make_interpreter(path: str | os.PathLike) -> Any:
-    """An interpreter running a compiled `*_edgetpu.tflite` on the Edge TPU (board side).
+def _board_runner(tflite: Path, x: np.ndarray, outputs: np.ndarray, stage: Staging,
+                  report: Report) -> None:
+    """Ships the board-side runner with a few validated inputs (in the model's input type) and
+    the outputs LiteRT gave for them here, so the board's run can be compared."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    Uses pycoral's `edgetpu.make_interpreter` when pycoral (Google's, from Coral's apt
-    repository — not the unrelated PyPI package) is importable, else LiteRT with the
-    `libedgetpu.so.1` delegate. Cannot run on a machine without an Edge TPU and libedgetpu:
-    this is why it is kept this small, and untested here.
+    from tfm_fuse.converters import coral_board_runner
 
-    Example:
-        >>> interpreter = make_interpreter("model_int8_edgetpu.tflite")
-        >>> interpreter.allocate_tensors()
-    """
-    try:
-        from pycoral.utils import edgetpu  # type: ignore[import-not-found]
-
-        return edgetpu.make_interpreter(str(path))
-    except ImportError:
-        from ai_edge_litert.interpreter import Interpreter, load_delegate
-
-        return Interpreter(model_path=str(path),
-                           experimental_delegates=[load_delegate("libedgetpu.so.1")])
+    details = Interpreter(model_path=str(tflite)).get_input_details()[0]
+    np.save(stage.path / "sample_inputs.npy", coral_board_runner._quantize(x, details))
+    np.save(stage.path / "expected_outputs.npy", outputs.astype(np.float32))
+    shutil.copyfile(coral_board_runner.__file__, stage.path / RUNNER_NAME)
+    report.artefacts["board_runner"] = stage.final(RUNNER_NAME)
