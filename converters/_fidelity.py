@@ -111,8 +111,9 @@ def check_fp16(name: str, metrics: dict[str, Any], max_rel: float, floor: float 
             f"{max_rel:g}{floor_txt} (on {metrics['n_samples']} samples)."]
 
 
-def check_int8(name: str, metrics: dict[str, Any], min_top1: float | None) -> list[str]:
-    """Issues for an int8 artefact whose top-1 agreement is below `min_top1`."""
+def check_top1(name: str, metrics: dict[str, Any], min_top1: float | None) -> list[str]:
+    """Issues for a reduced-precision artefact (int8, FP16 compute) whose top-1 agreement
+    with Keras is below `min_top1`."""
     top1 = metrics.get("top1_agreement")
     if min_top1 is None or top1 is None or top1 >= min_top1:
         return []

@@ -40,8 +40,9 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
         keep_failed: keep an artefact whose check failed (its report says so). Defaults to `False`.
         legacy_openvino: also run the IR in OpenVINO 2022.3.2 (the NCS2 release; needs
             `python3.10`). Defaults to `False`.
-        min_top1: lowest accepted int8 top-1 agreement with Keras (`edgetpu`, `jetson`);
-            `None` only reports it. Defaults to `0.99`.
+        min_top1: lowest accepted top-1 agreement with Keras of the reduced-precision runs
+            (int8 for `edgetpu` and `jetson`, FP16 compute for `openvino`); `None` only reports
+            it. Defaults to `0.99`.
 
     Returns:
         `{target: Report}`. A target that cannot be converted — no calibration inputs for an
@@ -59,7 +60,7 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
         "edgetpu": lambda: edgetpu.convert(model, out / "edgetpu", **int8),
         "jetson": lambda: tensorrt.convert(model, out / "jetson", **int8),
         "openvino": lambda: openvino.convert(model, out / "openvino", legacy_runtime=legacy_openvino,
-                                             **common),
+                                             min_top1=min_top1, **common),
         "onnx": lambda: onnx.convert(model, out / "onnx", **common),
     }
     unknown = [t for t in targets if t not in makers]

@@ -22,7 +22,7 @@ import numpy as np
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import _edgetpu_ops
 from tfm_fuse.converters._edgetpu_rewrite import board_compatible, keras_for_board
-from tfm_fuse.converters._fidelity import check_int8, compare, dequantize, quantize
+from tfm_fuse.converters._fidelity import check_top1, compare, dequantize, quantize
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
 )
@@ -93,7 +93,7 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         metrics = compare(src.predict(x_val), outputs)
         report.fidelity["tflite_int8"] = metrics
         _board_runner(tflite, x_val[:BOARD_SAMPLES], outputs[:BOARD_SAMPLES], stage, report)
-        report.issues += check_int8("tflite_int8", metrics, min_top1)
+        report.issues += check_top1("tflite_int8", metrics, min_top1)
         _compile(tflite, stage, report)
         report.ok = not report.issues
         return stage.commit(report)

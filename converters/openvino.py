@@ -1,6 +1,10 @@
 """OpenVINO IR (`.xml` + `.bin`, FP16 weights) for NCS / NCS2, CPU and NPU.
 
-The IR is validated on the CPU plugin against Keras, and every op is checked against
+The IR is validated on the CPU plugin against Keras twice: at float32 inference precision
+(is the conversion right?) and, where the CPU computes in FP16 (OpenVINO's `FP16` capability:
+AVX512-FP16 and AMX parts), at FP16 inference precision — the precision the MYRIAD plugin of an
+NCS2 computes in ("the VPU plugins support FP16 inference", docs.openvino.ai 2022.3 "VPU
+devices"), so its error is the board's, not the float32 IR's. Every op is checked against
 opset1…opset10: what OpenVINO 2022.3 LTS — the last release with the MYRIAD (NCS2) plugin —
 can read. With `legacy_runtime=True` the IR is also loaded and run by the real 2022.3.2
 runtime in a Python 3.10 venv (see `tfm_fuse.converters._ov_legacy`).
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
-from tfm_fuse.converters._fidelity import check_fp16, compare, fp16_floor
+from tfm_fuse.converters._fidelity import check_fp16, check_top1, compare, fp16_floor
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, pick_validation,
 )
@@ -39,7 +43,8 @@ MAX_LEGACY_OPSET = 10  # OpenVINO 2022.3 LTS reads opset1...opset10
 def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = True,
             validation_data: Any = None, max_rel_error: float = 1e-3,
             require_opset10: bool = True, legacy_runtime: bool = False,
-            overwrite: bool = False, keep_failed: bool = False) -> Report:
+            min_top1: float | None = 0.99, overwrite: bool = False,
+            keep_failed: bool = False) -> Report:
     """Writes `model.xml` + `model.bin` and checks them on the CPU plugin.
 
     Args:
@@ -54,6 +59,9 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: b
             about 2e-3 of their scale from FP16 weights whatever the converter does.
         require_opset10: an op newer than opset10 fails the conversion (NCS/NCS2 cannot
             load it); `False` only notes it (CPU/NPU with a recent OpenVINO). Defaults to `True`.
+        min_top1: least top-1 agreement with Keras of the FP16-compute run (the NCS2's
+            precision; checked where this CPU computes in FP16). `None` only reports it.
+            Defaults to `0.99`.
         legacy_runtime: also run the IR in OpenVINO 2022.3.2 (Python 3.10 venv, created once
             under `~/.cache/tfm_fuse/ov2022`) and compare. Defaults to `False`.
         overwrite: replace an existing `out_dir`. Defaults to `False`.
@@ -83,6 +91,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: b
             metrics["fp16_weights_floor_rel"] = floor
         report.fidelity[key] = metrics
         report.issues += check_fp16(key, metrics, max_rel_error, floor)
+        if compress_to_fp16:
+            _check_fp16_compute(xml, x_val, y_keras, report, min_top1)
         if legacy_runtime:
             _check_legacy(xml, x_val, y_keras, report, max_rel_error, floor)
         report.next_steps.append(f"On the NCS2 host (OpenVINO 2022.3): benchmark_app -m "
@@ -104,8 +114,9 @@ def _to_ir(src: Source, stage_dir: Path, compress_to_fp16: bool) -> Path:
     return xml
 
 
-def run_ir(xml: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Runs an IR on the CPU plugin (FP32 inference precision), one sample at a time.
+def run_ir(xml: str | os.PathLike, x: np.ndarray, precision: str = "f32") -> np.ndarray:
+    """Runs an IR on the CPU plugin at `precision` ("f32", or "f16" where
+    `fp16_compute_available()`), one sample at a time.
 
     Example:
         >>> y = run_ir("out/openvino/model.xml", x_test[:10])
@@ -115,9 +126,29 @@ def run_ir(xml: str | os.PathLike, x: np.ndarray) -> np.ndarray:
     core = ov.Core()
     compiled = call_tool(f"Compiling '{xml}' on the OpenVINO CPU plugin",
                          lambda: core.compile_model(str(xml), "CPU",
-                                                    {"INFERENCE_PRECISION_HINT": "f32"}))
+                                                    {"INFERENCE_PRECISION_HINT": precision}))
     out = compiled.output(0)
     return np.concatenate([compiled([x[i:i + 1]])[out] for i in range(len(x))], axis=0)
+
+
+def fp16_compute_available() -> bool:
+    """This CPU computes in FP16 in OpenVINO (its CPU plugin lists the `FP16` capability)."""
+    import openvino as ov
+
+    return "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _check_fp16_compute(xml: Path, x: np.ndarray, y_keras: np.ndarray, report: Report,
+                        min_top1: float | None) -> None:
+    if not fp16_compute_available():
+        report.notes.append("This CPU has no FP16 compute in OpenVINO: the NCS2's FP16 "
+                            "arithmetic was not measured (float32 inference only).")
+        return
+    metrics = compare(y_keras, run_ir(xml, x, precision="f16"))
+    report.fidelity["openvino_fp16_compute"] = metrics
+    report.notes.append("openvino_fp16_compute: the IR run at FP16 inference precision (the "
+                        "NCS2's MYRIAD plugin computes in FP16).")
+    report.issues += check_top1("openvino_fp16_compute", metrics, min_top1)
 
 
 def ir_opsets(xml: str | os.PathLike) -> list[dict[str, Any]]:

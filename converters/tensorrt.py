@@ -25,7 +25,7 @@ import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import onnx as onnx_conv
-from tfm_fuse.converters._fidelity import check_int8, compare
+from tfm_fuse.converters._fidelity import check_top1, compare
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
 )
@@ -116,7 +116,7 @@ def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, rep: np.ndar
     report.artefacts["onnx_int8_qdq"] = stage.final(INT8_NAME)
     metrics = compare(src.predict(x_val), onnx_conv.run_onnx(int8, x_val))
     report.fidelity["onnx_int8_qdq"] = metrics
-    report.issues += check_int8("onnx_int8_qdq", metrics, min_top1)
+    report.issues += check_top1("onnx_int8_qdq", metrics, min_top1)
     report.details["onnx_int8_ops"] = onnx_conv.onnx_op_counts(int8)
     report.details["qdq_check"] = qdq = check_qdq(int8)
     report.issues += qdq["problems"]
@@ -253,4 +253,4 @@ def _tf_trt(src: Source, stage: Staging, report: Report, rep: np.ndarray,
     y = np.concatenate([next(iter(fn(tf.constant(x[None])).values())).numpy() for x in x_val])
     report.artefacts["tftrt_saved_model"] = stage.final(out.name)
     report.fidelity["tftrt_int8"] = metrics = compare(src.predict(x_val), y)
-    report.issues += check_int8("tftrt_int8", metrics, min_top1)
+    report.issues += check_top1("tftrt_int8", metrics, min_top1)
