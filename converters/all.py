@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tfm_fuse._quiet import quiet_tools
-from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
+from tfm_fuse.converters import boards, edgetpu, onnx, openvino, tensorrt
+from tfm_fuse.converters.boards import DEFAULT_JETSON
 from tfm_fuse.converters._source import require_calibration
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError, ConversionError, OutputError
@@ -27,13 +28,15 @@ INT8_TARGETS = ("edgetpu", "jetson")  # need representative_data (calibration in
 def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: Any = None,
                 validation_data: Any = None, targets: tuple[str, ...] = TARGETS,
                 overwrite: bool = False, keep_failed: bool = False,
-                legacy_openvino: bool = False, min_top1: float | None = 0.99) -> dict[str, Report]:
+                legacy_openvino: bool = False, min_top1: float | None = 0.99,
+                jetson_board: str = DEFAULT_JETSON) -> dict[str, Report]:
     """Convert `model` for each of `targets` into `out_dir/<target>`.
 
     Args:
         model: a `keras.Model`, a `.keras` file or a SavedModel directory.
         out_dir: parent folder; each target writes its own sub-folder.
-        representative_data: int8 calibration inputs (needed by `edgetpu` and `jetson`).
+        representative_data: int8 calibration inputs (needed by `edgetpu`, and by `jetson` on
+            the INT8 boards: Xavier, Orin).
         validation_data: held-out inputs to compare each artefact with Keras.
         targets: any of `"edgetpu"`, `"jetson"`, `"openvino"`, `"onnx"`. Defaults to all.
         overwrite: replace existing target folders. Defaults to `False`.
@@ -43,6 +46,8 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
         min_top1: lowest accepted top-1 agreement with Keras of the reduced-precision runs
             (int8 for `edgetpu` and `jetson`, FP16 compute for `openvino`); `None` only reports
             it. Defaults to `0.99`.
+        jetson_board: the `jetson` target's board profile (`tfm_fuse.converters.boards`).
+            Defaults to `"jetson-orin"`.
 
     Returns:
         `{target: Report}`. A target that cannot be converted — no calibration inputs for an
@@ -58,7 +63,7 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
     int8 = {"representative_data": representative_data, "min_top1": min_top1, **common}
     makers = {
         "edgetpu": lambda: edgetpu.convert(model, out / "edgetpu", **int8),
-        "jetson": lambda: tensorrt.convert(model, out / "jetson", **int8),
+        "jetson": lambda: tensorrt.convert(model, out / "jetson", board=jetson_board, **int8),
         "openvino": lambda: openvino.convert(model, out / "openvino", legacy_runtime=legacy_openvino,
                                              min_top1=min_top1, **common),
         "onnx": lambda: onnx.convert(model, out / "onnx", **common),
@@ -71,7 +76,8 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
     reports = {}
     for target in targets:
         try:
-            if target in INT8_TARGETS:
+            if target in INT8_TARGETS and (target != "jetson" or boards.jetson_board(
+                    jetson_board).int8):
                 require_calibration(representative_data, target)
             reports[target] = makers[target]()
         except (ConversionError, ConfigError, OutputError) as e:  # this target only: the rest go on

@@ -1,18 +1,27 @@
-"""Jetson (TX2 / Nano / Orin): TF-TRT SavedModel, or ONNX for TensorRT (FP32 and INT8 Q/DQ).
+"""Jetson boards: ONNX for the board's TensorRT (FP16 engines; INT8 Q/DQ where the GPU has it).
 
-When the installed TensorFlow is built with TensorRT (JetPack's builds), a TF-TRT SavedModel
-is written. Otherwise (pip's TensorFlow) the converter writes an FP32 ONNX and an explicitly
-quantized INT8 ONNX — QuantizeLinear/DequantizeLinear pairs, symmetric int8 activations and
-per-channel weights, float biases — which TensorRT 8.5+ builds into an INT8 engine; both are
-validated in ONNX Runtime. When `tensorrt` is importable an engine is built too, else the
-exact `trtexec` commands go to `next_steps` and `build_engines.sh`.
+`board=` picks a profile (`tfm_fuse.converters.boards`): its TensorRT's opset ceiling and its
+precision. Every board gets an FP32 ONNX at batch 1 — the `trtexec --fp16` input — checked in
+ONNX Runtime twice: as exported, and converted to FP16 (`onnx_fp16_compute`, an emulation of
+the FP16 engine, gated by `min_top1`). Boards whose GPU runs INT8 (Xavier, Orin) also get an
+explicitly quantized INT8 ONNX — QuantizeLinear/DequantizeLinear pairs, symmetric int8
+activations and per-channel weights, float biases — validated in ONNX Runtime too; an INT8
+agreement below `min_top1` is reported (the FP16 engine is then the one to deploy), not a
+reason to discard the other artefacts. The Nano and TX2 (JetPack 4.6, TensorRT 8.2: opset ≤ 13,
+no INT8) get FP16 only. When `tensorrt` is importable an engine is built too, else the exact
+`trtexec` commands go to `next_steps` and `build_engines.sh`.
+
+When the installed TensorFlow is built with TensorRT (JetPack's builds, which have no Keras 3),
+a TF-TRT SavedModel is written instead.
 
 Example:
     >>> from tfm_fuse.converters import tensorrt
-    >>> r = tensorrt.convert(model, "out/jetson", representative_data=x_train[:200],
-    ...                      validation_data=x_test[:200])
+    >>> r = tensorrt.convert(model, "out/jetson", board="jetson-orin",
+    ...                      representative_data=x_train[:200], validation_data=x_test[:200])
     >>> sorted(r.artefacts)
     ['onnx_fp32', 'onnx_int8_qdq', 'trtexec_script']
+    >>> tensorrt.convert(model, "out/nano", board="jetson-nano").details["board"]["tensorrt"]
+    '8.2'
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
 )
 from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters.boards import DEFAULT_JETSON, JetsonBoard, jetson_board
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError, ConversionError
 
@@ -42,8 +52,9 @@ QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 
 
 @quiet_tools
-def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data: Any = None,
-            validation_data: Any = None, opset: int = 17, min_top1: float | None = 0.99,
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, board: str = DEFAULT_JETSON,
+            representative_data: Any = None, validation_data: Any = None,
+            opset: int | None = None, min_top1: float | None = 0.99,
             calibration: str = "minmax", max_rel_error: float = 1e-3,
             max_samples: int = 500, overwrite: bool = False,
             keep_failed: bool = False) -> Report:
@@ -52,13 +63,17 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
     Args:
         model: a `keras.Model`, a `.keras` file or a SavedModel directory.
         out_dir: output directory; must not exist unless `overwrite=True`.
+        board: `"jetson-nano"`, `"jetson-tx2"`, `"jetson-xavier"` or `"jetson-orin"`.
+            Defaults to `"jetson-orin"`.
         representative_data: calibration inputs (`tf.data.Dataset`, array, generator or
-            callable), shaped like the model input, preprocessed.
+            callable), shaped like the model input, preprocessed. Needed by INT8 boards only.
         validation_data: held-out inputs to compare with Keras. Defaults to the
             representative data.
-        opset: ONNX opset, 13 to 17 for TensorRT 8.5+. Defaults to `17`.
-        min_top1: lowest accepted INT8 top-1 agreement with Keras; `None` only reports it.
-            Defaults to `0.99`.
+        opset: ONNX opset, 13 to the board's TensorRT ceiling. Defaults to that ceiling (13
+            on the Nano and TX2, 17 on Xavier and Orin).
+        min_top1: lowest accepted top-1 agreement with Keras: of the FP16 check (a failure)
+            and of the INT8 one (reported; the FP16 engine is then the one to deploy).
+            `None` only reports them. Defaults to `0.99`.
         calibration: activation range calibration, `"minmax"`, `"percentile"` (99.999 %)
             or `"entropy"`. Defaults to `"minmax"`.
         max_rel_error: largest accepted FP32 max-abs error relative to the output scale.
@@ -77,16 +92,31 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         ConfigError: bad model input, data, opset or existing output path.
         ConversionError: conversion or validation failed (nothing is left in `out_dir`).
     """
+    profile = jetson_board(board)
+    opset = profile.max_opset if opset is None else opset
     onnx_conv.check_opset(opset)
+    if opset > profile.max_opset:
+        raise ConfigError(f"{profile.name}'s TensorRT {profile.tensorrt} (JetPack "
+                          f"{profile.jetpack}) parses ONNX up to opset {profile.max_opset}. "
+                          f"Received: opset={opset}")
     if calibration not in CALIBRATIONS:
         raise ConfigError(f"calibration must be one of {sorted(CALIBRATIONS)}. Received: "
                           f"calibration={calibration!r}")
     check_destination(out_dir, overwrite=overwrite)
     src = load_source(model)
-    require_calibration(representative_data, "jetson")
-    rep = sample_array(representative_data, src, what="representative_data",
-                       max_samples=max_samples)
+    rep = None
+    if profile.int8:
+        require_calibration(representative_data, "jetson")
+        rep = sample_array(representative_data, src, what="representative_data",
+                           max_samples=max_samples)
+    elif representative_data is not None:
+        rep = sample_array(representative_data, src, what="representative_data",
+                           max_samples=max_samples)
     report = Report(target="jetson", notes=list(src.notes))  # the board, as in the CLI
+    report.details["board"] = profile.as_dict()
+    report.notes.append(f"Board {profile.name}: JetPack {profile.jetpack}, TensorRT "
+                        f"{profile.tensorrt} (ONNX opset <= {profile.max_opset}), {profile.gpu}"
+                        f" -> {'INT8 Q/DQ and FP16' if profile.int8 else 'FP16'} engines.")
     x_val = pick_validation(src, validation_data, rep, report.notes)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         if has_tf_trt():
@@ -94,8 +124,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         else:
             report.notes.append("This TensorFlow has no TensorRT (pip build): writing ONNX "
                                 "for TensorRT instead of a TF-TRT SavedModel.")
-            _onnx_for_tensorrt(src, stage, report, rep, x_val, opset, min_top1, max_rel_error,
-                               calibration)
+            _onnx_for_tensorrt(src, stage, report, profile, rep, x_val, opset, min_top1,
+                               max_rel_error, calibration)
         report.ok = not report.issues
         return stage.commit(report)
 
@@ -107,20 +137,41 @@ def has_tf_trt() -> bool:
     return bool(tf.sysconfig.get_build_info().get("is_tensorrt_build", False))
 
 
-def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, rep: np.ndarray,
-                       x_val: np.ndarray, opset: int, min_top1: float | None,
-                       max_rel_error: float, calibration: str) -> None:
+def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, profile: JetsonBoard,
+                       rep: np.ndarray | None, x_val: np.ndarray, opset: int,
+                       min_top1: float | None, max_rel_error: float, calibration: str) -> None:
     fp32 = onnx_conv.add_fp32(src, stage, report, opset, x_val, max_rel_error)
-    int8 = quantize_qdq(fp32, stage.path / INT8_NAME, rep, input_name=src.input_name,
-                        calibration=calibration)
-    report.artefacts["onnx_int8_qdq"] = stage.final(INT8_NAME)
-    metrics = compare(src.predict(x_val), onnx_conv.run_onnx(int8, x_val))
-    report.fidelity["onnx_int8_qdq"] = metrics
-    report.issues += check_top1("onnx_int8_qdq", metrics, min_top1)
-    report.details["onnx_int8_ops"] = onnx_conv.onnx_op_counts(int8)
-    report.details["qdq_check"] = qdq = check_qdq(int8)
-    report.issues += qdq["problems"]
-    _engines(stage, report)
+    y_keras = src.predict(x_val)
+    fp16 = fp16_onnx(fp32, stage.path / "_fp16_check.onnx")  # an emulation, not shipped
+    report.fidelity["onnx_fp16_compute"] = metrics = compare(y_keras, onnx_conv.run_onnx(fp16, x_val))
+    fp16.unlink()
+    report.issues += check_top1("onnx_fp16_compute", metrics, min_top1)
+    if profile.int8:
+        int8 = quantize_qdq(fp32, stage.path / INT8_NAME, rep, input_name=src.input_name,
+                            calibration=calibration)
+        report.artefacts["onnx_int8_qdq"] = stage.final(INT8_NAME)
+        metrics = compare(y_keras, onnx_conv.run_onnx(int8, x_val))
+        report.fidelity["onnx_int8_qdq"] = metrics
+        shortfall = check_top1("onnx_int8_qdq", metrics, min_top1)
+        report.details["int8_accepted"] = not shortfall
+        report.notes += [f"{s} The FP16 engine (build_engines.sh builds both) is the one to "
+                         "deploy." for s in shortfall]
+        report.details["onnx_int8_ops"] = onnx_conv.onnx_op_counts(int8)
+        report.details["qdq_check"] = qdq = check_qdq(int8)
+        report.issues += qdq["problems"]
+    _engines(stage, report, profile)
+
+
+def fp16_onnx(fp32: Path, out: Path) -> Path:
+    """`fp32` with its weights and arithmetic in FP16 (inputs and outputs kept float32), as a
+    `trtexec --fp16` engine computes; runs in ONNX Runtime's CPU kernels."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = call_tool("FP16 conversion of the ONNX (ONNX Runtime's float16 tool)",
+                      lambda: convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True))
+    onnx.save(model, str(out))
+    return out
 
 
 def quantize_qdq(fp32: Path, out: Path, rep: np.ndarray, *, input_name: str,
@@ -184,16 +235,16 @@ def check_qdq(path: Path) -> dict[str, Any]:
             "per_channel_weights": per_channel, "problems": problems}
 
 
-def _engines(stage: Staging, report: Report) -> None:
-    commands = [
-        f"trtexec --onnx={stage.final(INT8_NAME)} --int8 --fp16 "
-        f"--saveEngine={stage.final('model_int8.engine')}",
-        f"trtexec --onnx={stage.final(onnx_conv.ONNX_NAME)} --fp16 "
-        f"--saveEngine={stage.final('model_fp16.engine')}",
-    ]
+def _engines(stage: Staging, report: Report, profile: JetsonBoard) -> None:
+    # on the board, beside the files: the script is run from the folder it was copied to
+    commands = [f"trtexec --onnx={onnx_conv.ONNX_NAME} --fp16 --saveEngine=model_fp16.engine"]
+    if profile.int8:
+        commands.insert(0, f"trtexec --onnx={INT8_NAME} --int8 --fp16 "
+                           f"--saveEngine=model_int8.engine")
     script = stage.path / "build_engines.sh"
-    script.write_text("#!/bin/sh\n# Run on the Jetson (TensorRT from JetPack).\nset -e\n"
-                      + "\n".join(commands) + "\n")
+    script.write_text(f"#!/bin/sh\n# Run on the {profile.name} (JetPack {profile.jetpack}, "
+                      f"TensorRT {profile.tensorrt}), in the folder holding the .onnx files.\n"
+                      f"set -e\ncd \"$(dirname \"$0\")\"\n" + "\n".join(commands) + "\n")
     script.chmod(0o755)
     report.artefacts["trtexec_script"] = stage.final(script.name)
     try:
@@ -201,10 +252,13 @@ def _engines(stage: Staging, report: Report) -> None:
     except ImportError:
         report.notes.append("TensorRT is not importable here: build the engines on the Jetson "
                             "with the trtexec commands below (also in build_engines.sh).")
-        report.next_steps += commands
+        report.next_steps += [f"On the {profile.name}, in the copied '{stage.out_dir.name}/' "
+                              f"folder (or: sh build_engines.sh):", *commands]
         return
-    engine = build_engine(stage.path / INT8_NAME, stage.path / "model_int8.engine", int8=True)
-    report.artefacts["tensorrt_int8_engine"] = stage.final(engine.name)
+    source = INT8_NAME if profile.int8 else onnx_conv.ONNX_NAME
+    engine = build_engine(stage.path / source, stage.path / f"model_{'int8' if profile.int8 else 'fp16'}.engine",
+                          int8=profile.int8)
+    report.artefacts["tensorrt_engine"] = stage.final(engine.name)
     report.next_steps.append(f"trtexec --loadEngine={stage.final(engine.name)}")
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tfm_fuse.converters import TARGETS  # cheap: toolchains load inside convert()
-from tfm_fuse.converters.all import INT8_TARGETS
+from tfm_fuse.converters.boards import DEFAULT_JETSON, JETSON_BOARDS, jetson_board
 from tfm_fuse.errors import TfmFuseError
 
 
@@ -140,7 +140,8 @@ def cmd_convert(args) -> int:
 
     targets = TARGETS if args.target == "all" else (args.target,)
     calibration = None
-    if args.calibration is not None or args.target in INT8_TARGETS:
+    needs = args.target == "edgetpu" or (args.target == "jetson" and jetson_board(args.board).int8)
+    if args.calibration is not None or needs:
         calibration = _calibration(args.calibration, args.target)
     # --target all without --calibration: the float targets are converted, the int8 ones
     # reported as needing it
@@ -148,7 +149,7 @@ def cmd_convert(args) -> int:
     reports = convert_all(args.model, args.out, representative_data=calibration, targets=targets,
                           validation_data=validation, overwrite=args.overwrite,
                           keep_failed=args.keep_failed, min_top1=args.min_top1,
-                          legacy_openvino=args.check_2022)
+                          legacy_openvino=args.check_2022, jetson_board=args.board)
     for r in reports.values():
         print(in_cli_terms(str(r)))
     for target, r in reports.items():
@@ -270,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "(TF-TRT on JetPack builds); openvino: FP16 IR for NCS/NCS2; onnx: ONNX")
     conv.add_argument("--out", required=True, help="output directory; each target writes OUT/TARGET/")
     conv.add_argument("--calibration", help=".npy array of preprocessed inputs (edgetpu, jetson)")
+    conv.add_argument("--board", default=DEFAULT_JETSON, choices=list(JETSON_BOARDS),
+                      help="the jetson target's board: its TensorRT's opset and precision "
+                           "(Nano/TX2: FP16, no calibration; Xavier/Orin: INT8 and FP16; "
+                           "default: %(default)s)")
     conv.add_argument("--check-2022", action="store_true",
                       help="openvino: also load and run the IR in OpenVINO 2022.3.2 (needs python3.10)")
     conv.add_argument("--validation", help=".npy array of held-out inputs every target's check "

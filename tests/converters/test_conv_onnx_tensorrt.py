@@ -64,9 +64,47 @@ def test_tensorrt_onnx_fp32_and_int8_qdq(tmp_path, tiny_model, tiny_data):
     onnx_lib.checker.check_model(int8)
     assert max(o.version for o in int8.opset_import if o.domain in ("", "ai.onnx")) >= 13
     script = (out / "build_engines.sh").read_text()
-    assert f"trtexec --onnx={out}/model_int8_qdq.onnx --int8" in script
-    assert f"--saveEngine={out}/model_int8.engine" in script
+    assert "trtexec --onnx=model_int8_qdq.onnx --int8 --fp16 --saveEngine=model_int8.engine" \
+        in script and "jetson-orin (JetPack 6.x, TensorRT 8.6)" in script
     assert any(s.startswith("trtexec --onnx=") for s in r.next_steps)
+    assert r.details["board"]["name"] == "jetson-orin" and r.details["int8_accepted"]
+    assert r.fidelity["onnx_fp16_compute"]["top1_agreement"] >= 0.99
+    fp32_error = r.fidelity["onnx_fp32"]["max_abs_error_rel"]
+    assert r.fidelity["onnx_fp16_compute"]["max_abs_error_rel"] > 2 * fp32_error  # FP16 math
+    assert not list(out.glob("_fp16*"))  # the emulation is not shipped
+
+
+@pytest.mark.parametrize("board", ["jetson-nano", "jetson-tx2"])
+def test_nano_and_tx2_get_fp16_at_their_tensorrts_opset(tmp_path, tiny_model, tiny_data, board):
+    """JetPack 4.6: TensorRT 8.2 parses opset <= 13, and the GPU has no INT8: no calibration
+    needed, no Q/DQ model, one FP16 engine."""
+    out = tmp_path / board
+    r = tensorrt.convert(tiny_model, out, board=board, validation_data=tiny_data)
+    assert r.ok, str(r)
+    assert set(r.artefacts) == {"onnx_fp32", "trtexec_script"}
+    model = onnx_lib.load(r.artefacts["onnx_fp32"])
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 13
+    script = (out / "build_engines.sh").read_text()
+    assert "--int8" not in script and "TensorRT 8.2" in script
+    assert "trtexec --onnx=model.onnx --fp16 --saveEngine=model_fp16.engine" in script
+    assert r.details["board"] == {"name": board, "jetpack": "4.6.x", "tensorrt": "8.2",
+                                  "max_opset": 13, "int8": False, "gpu": r.details["board"]["gpu"]}
+    with pytest.raises(ConfigError, match=rf"{board}'s TensorRT 8.2 .* up to opset 13"):
+        tensorrt.convert(tiny_model, tmp_path / "x", board=board, opset=17)
+    with pytest.raises(ConfigError, match="Unknown Jetson board 'jetson-tk1'"):
+        tensorrt.convert(tiny_model, tmp_path / "x", board="jetson-tk1")
+
+
+def test_int8_below_the_bar_is_reported_and_the_fp16_artefacts_kept(tmp_path, tiny_model,
+                                                                      tiny_data):
+    # calibrated on dim inputs: activation ranges far too narrow, INT8 saturates
+    r = tensorrt.convert(tiny_model, tmp_path / "j", representative_data=tiny_data[:4] * 0.05,
+                         validation_data=tiny_data[48:], min_top1=0.999)
+    assert r.fidelity["onnx_int8_qdq"]["top1_agreement"] < 0.999
+    assert r.fidelity["onnx_fp16_compute"]["top1_agreement"] == 1.0
+    assert r.ok and not r.details["int8_accepted"], str(r)
+    assert any("is the one to deploy" in n for n in r.notes)
+    assert (tmp_path / "j" / "model.onnx").exists()
 
 
 def test_tensorrt_needs_representative_data_of_right_shape(tmp_path, tiny_model):
