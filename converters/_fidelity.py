@@ -13,8 +13,13 @@ from typing import Any
 import numpy as np
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+def compare(reference, candidate) -> dict[str, Any]:
     """Max-abs error (absolute and relative to the output scale) and top-1 agreement.
+
+    For a model with several outputs, `reference` and `candidate` are lists (in the model's
+    output order): each output is compared on its own scale (`outputs`, one dict each), and
+    the top-level figures are the worst of them — the largest relative error, the lowest
+    top-1 agreement — so that every check reads them as for one output.
 
     The output scale is `max(|reference|)`, so `max_abs_error_rel` is the worst error as a
     fraction of the largest Keras output. Top-1 agreement is reported when the last axis has
@@ -28,8 +33,28 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
         A dict with `n_samples`, `max_abs_error`, `output_scale`, `max_abs_error_rel`,
         `mean_abs_error` and, for classifiers, `top1_agreement`.
     """
+    if isinstance(reference, (list, tuple)):
+        if not isinstance(candidate, (list, tuple)) or len(candidate) != len(reference):
+            got = len(candidate) if isinstance(candidate, (list, tuple)) else 1
+            return _mismatch(len(reference), got)
+        each = [compare(r, c) for r, c in zip(reference, candidate)]
+        # NaN (a mismatched output) first: max() alone would pass over it
+        worst = max(each, key=lambda m: (not np.isfinite(m["max_abs_error_rel"]),
+                                         m["max_abs_error_rel"]))
+        metrics = {**worst, "outputs": each}
+        top1 = [m.get("top1_agreement", float("nan")) for m in each
+                if "top1_agreement" in m or not np.isfinite(m["max_abs_error_rel"])]
+        if top1:
+            metrics["top1_agreement"] = float("nan") if np.isnan(top1).any() else min(top1)
+        return metrics
     ref = np.asarray(reference, dtype=np.float64)
-    got = np.asarray(candidate, dtype=np.float64).reshape(ref.shape)
+    got = np.asarray(candidate, dtype=np.float64)
+    if isinstance(candidate, (list, tuple)) or got.size != ref.size:
+        return _mismatch(1, len(candidate) if isinstance(candidate, (list, tuple)) else 1) \
+            if isinstance(candidate, (list, tuple)) else {**_mismatch(1, 1),
+                                                          "shapes": [list(ref.shape),
+                                                                     list(got.shape)]}
+    got = got.reshape(ref.shape)
     err = np.abs(ref - got)
     scale = float(np.max(np.abs(ref))) or 1.0
     metrics: dict[str, Any] = {
@@ -45,6 +70,12 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
         agree = np.argmax(flat_ref, -1) == np.argmax(flat_got, -1)
         metrics["top1_agreement"] = float(agree.mean())
     return metrics
+
+
+def _mismatch(expected: int, got: int) -> dict[str, Any]:
+    nan = float("nan")  # never ok (NaN metrics fail every report)
+    return {"n_samples": 0, "max_abs_error": nan, "output_scale": nan, "max_abs_error_rel": nan,
+            "mean_abs_error": nan, "outputs_expected": expected, "outputs_got": got}
 
 
 def check_float(name: str, metrics: dict[str, Any], max_rel: float) -> list[str]:
@@ -72,7 +103,7 @@ def fp16_floor(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None
     import keras
 
     from tfm_fuse import fuse
-    from tfm_fuse.converters._source import first_output
+    from tfm_fuse.converters._source import outputs_of
     from tfm_fuse.errors import TfmFuseError
 
     if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
@@ -89,8 +120,9 @@ def fp16_floor(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None
             return None
         copy.set_weights(rounded)
         # eager calls, not predict(): a new model per conversion would retrace (and warn)
-        out = np.concatenate([first_output(copy(x[i:i + 64], training=False))
-                              for i in range(0, len(x), 64)])
+        chunks = [outputs_of(copy(x[i:i + 64], training=False)) for i in range(0, len(x), 64)]
+        out = (np.concatenate(chunks) if not isinstance(chunks[0], list) else
+               [np.concatenate(parts) for parts in zip(*chunks)])
     except Exception:  # noqa: BLE001 - a side measurement: no floor rather than a failed IR
         return None
     floor = compare(reference, out)["max_abs_error_rel"]

@@ -45,9 +45,10 @@ class Source:
     notes: list[str] = field(default_factory=list)
     batch_note: str | None = None
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Keras inference-mode outputs for `x` (first output when there are several)."""
-        return first_output(self.model(x, training=False))
+    def predict(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Keras inference-mode outputs for `x`: one array, or a list in the model's output
+        order (`keras.tree.flatten`: a dict's outputs by sorted key) when there are several."""
+        return outputs_of(self.model(x, training=False))
 
     def export_saved_model(self, path: str | os.PathLike) -> str:
         """Exports a SavedModel whose serving signature has this static input shape."""
@@ -65,13 +66,29 @@ class Source:
         return str(path)
 
 
-def first_output(out: Any) -> np.ndarray:
-    """A Keras call's first output as an array (`out` may be a tensor, a dict or a list)."""
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    return np.asarray(out)
+def keras_order(names: list[str]) -> list[int]:
+    """Positions of `names` (a serving signature's output names) in the Keras model's output
+    order: `model.export` names a list's outputs `output_0, output_1, ...` (ordered by their
+    number, not as strings: `output_10` after `output_9`) and a dict's by key, which
+    `keras.tree.flatten` sorts.
+
+    Example:
+        >>> keras_order(["output_1", "output_10", "output_0", "output_2"])
+        [2, 0, 3, 1]
+    """
+    def key(i: int):
+        head, _, tail = names[i].rpartition("_")
+        return (0, int(tail), "") if head == "output" and tail.isdigit() else (1, 0, names[i])
+
+    return sorted(range(len(names)), key=key)
+
+
+def outputs_of(out: Any) -> np.ndarray | list[np.ndarray]:
+    """A Keras call's outputs as arrays: one array, or a list in `keras.tree.flatten` order."""
+    import keras
+
+    arrays = [np.asarray(o) for o in keras.tree.flatten(out)]
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def load_source(model: ModelLike) -> Source:
@@ -85,7 +102,7 @@ def load_source(model: ModelLike) -> Source:
         A `Source` whose batch dimension is fixed to 1 (with a note when it was dynamic).
 
     Raises:
-        ConfigError: the path does not exist, the model has several inputs or outputs, or a
+        ConfigError: the path does not exist, the model has several inputs, or a
             spatial/channel dimension of the input is dynamic.
     """
     keras_model = _as_keras_model(model)
@@ -93,10 +110,6 @@ def load_source(model: ModelLike) -> Source:
         names = [t.name for t in keras_model.inputs]
         raise ConfigError(f"Converters accept single-input models. Received "
                           f"{len(names)} inputs: {names}.")
-    if len(keras_model.outputs) != 1:
-        raise ConfigError(f"Converters accept single-output models (the artefact's outputs are "
-                          f"compared with Keras by position). Received "
-                          f"{len(keras_model.outputs)} outputs.")
     tensor = keras_model.inputs[0]
     name = _input_name(tensor)
     shape = tuple(tensor.shape)

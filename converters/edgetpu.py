@@ -24,7 +24,8 @@ from tfm_fuse.converters import _edgetpu_ops
 from tfm_fuse.converters._edgetpu_rewrite import board_compatible, keras_for_board
 from tfm_fuse.converters._fidelity import check_top1, compare, dequantize, quantize
 from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
+    ModelLike, Source, call_tool, keras_order, load_source, require_calibration, pick_validation,
+    sample_array,
 )
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
@@ -92,7 +93,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         outputs = run_tflite(tflite, x_val)
         metrics = compare(src.predict(x_val), outputs)
         report.fidelity["tflite_int8"] = metrics
-        _board_runner(tflite, x_val[:BOARD_SAMPLES], outputs[:BOARD_SAMPLES], stage, report)
+        if not isinstance(outputs, list):  # the runner compares a single output
+            _board_runner(tflite, x_val[:BOARD_SAMPLES], outputs[:BOARD_SAMPLES], stage, report)
         report.issues += check_top1("tflite_int8", metrics, min_top1)
         _compile(tflite, stage, report)
         report.ok = not report.issues
@@ -141,8 +143,9 @@ def _check_ops(model_bytes: bytes, report: Report, require_full_tpu: bool) -> No
                             f"rest is streamed from the host on every inference (slower).")
 
 
-def run_tflite(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Runs a `.tflite` in LiteRT one sample at a time; returns dequantized float outputs.
+def run_tflite(path: str | os.PathLike, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """Runs a `.tflite` in LiteRT one sample at a time; returns dequantized float outputs (a
+    list in the Keras model's output order when there are several).
 
     Example:
         >>> y = run_tflite("out/edgetpu/model_int8.tflite", x_test[:10])
@@ -151,19 +154,36 @@ def run_tflite(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
 
     interp = call_tool(f"Loading '{path}' in LiteRT", lambda: Interpreter(model_path=str(path)))
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    results = []
+    inp, outs = interp.get_input_details()[0], keras_ordered_outputs(interp)
+    results: list[list[np.ndarray]] = [[] for _ in outs]
     for sample in x:
         feed = sample[None]
         if inp["dtype"] in (np.int8, np.uint8):
             feed = quantize(feed, *inp["quantization"], inp["dtype"])
         interp.set_tensor(inp["index"], feed.astype(inp["dtype"]))
         interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out["dtype"] in (np.int8, np.uint8):
-            y = dequantize(y, *out["quantization"])
-        results.append(y[0])
-    return np.stack(results)
+        for out, seen in zip(outs, results):
+            y = interp.get_tensor(out["index"])
+            if out["dtype"] in (np.int8, np.uint8):
+                y = dequantize(y, *out["quantization"])
+            seen.append(y[0])
+    arrays = [np.stack(r) for r in results]
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def keras_ordered_outputs(interp) -> list[dict]:
+    """The interpreter's output details in the Keras model's output order. The flatbuffer's
+    own order is not it (a two-output model lists its second output first); the serving
+    signature names them as `model.export` did: `output_0, output_1, ...` for a list, a
+    dict's keys otherwise (sorted, as `keras.tree.flatten` orders them)."""
+    details = interp.get_output_details()
+    signatures = interp.get_signature_list()
+    if len(details) == 1 or "serving_default" not in signatures:
+        return details
+    named = interp.get_signature_runner("serving_default").get_output_details()
+    by_index = {d["index"]: d for d in details}
+    names = list(named)
+    return [by_index[named[names[i]]["index"]] for i in keras_order(names)]
 
 
 def _compile(tflite: Path, stage: Staging, report: Report) -> None:

@@ -117,8 +117,10 @@ def export_onnx(src: Source, path: Path, opset: int, batch: int | None = 1) -> P
     return path
 
 
-def run_onnx(path: str | os.PathLike, x: np.ndarray, batch: int = 1) -> np.ndarray:
-    """Runs an ONNX model in ONNX Runtime (CPU) on `x`, `batch` samples at a time.
+def run_onnx(path: str | os.PathLike, x: np.ndarray,
+             batch: int = 1) -> np.ndarray | list[np.ndarray]:
+    """Runs an ONNX model in ONNX Runtime (CPU) on `x`, `batch` samples at a time; a list of
+    arrays (the graph's output order, which tf2onnx keeps from Keras) for several outputs.
 
     Example:
         >>> y = run_onnx("out/onnx/model.onnx", x_test[:10])
@@ -134,14 +136,15 @@ def run_onnx(path: str | os.PathLike, x: np.ndarray, batch: int = 1) -> np.ndarr
     dtype = np.float32 if "float" in inp.type else np.int64
     static = inp.shape[0] if isinstance(inp.shape[0], int) else None
     batch = static or batch
-    outs = []
+    runs = []
     for i in range(0, len(x), batch):
         chunk = x[i:i + batch].astype(dtype)
         n = len(chunk)
         if static and n < static:  # a static batch: the last run padded, the padding dropped
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - n, axis=0)])
-        outs.append(session.run(None, {inp.name: chunk})[0][:n])
-    return np.concatenate(outs, axis=0)
+        runs.append([y[:n] for y in session.run(None, {inp.name: chunk})])
+    arrays = [np.concatenate(parts, axis=0) for parts in zip(*runs)]
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def onnx_op_counts(path: str | os.PathLike) -> dict[str, int]:

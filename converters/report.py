@@ -81,6 +81,9 @@ class Report:
             if isinstance(value, dict):
                 for key, item in value.items():
                     visit(item, f"{name}.{key}" if name else str(key))
+            elif isinstance(value, list):  # per-output metrics
+                for i, item in enumerate(value):
+                    visit(item, f"{name}[{i}]")
             elif isinstance(value, numbers.Real) and not math.isfinite(float(value)):
                 found.append(name)
 
@@ -113,8 +116,11 @@ def _fidelity_lines(fidelity: dict[str, Any]) -> list[str]:
     lines = []
     for name, metrics in fidelity.items():
         if isinstance(metrics, dict):
-            parts = [f"{k}={_fmt(v)}" for k, v in metrics.items()]
+            parts = [f"{k}={_fmt(v)}" for k, v in metrics.items() if k != "outputs"]
             lines.append(f"{name}: " + ", ".join(parts))
+            for i, output in enumerate(metrics.get("outputs", [])):  # one line per output
+                lines.append(f"{name}[output {i}]: " + ", ".join(
+                    f"{k}={_fmt(v)}" for k, v in output.items()))
         else:
             lines.append(f"{name}: {_fmt(metrics)}")
     return lines
