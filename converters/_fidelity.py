@@ -152,15 +152,3 @@ def check_top1(name: str, metrics: dict[str, Any], min_top1: float | None) -> li
     return [f"{name}: top-1 agreement with Keras {top1:.2%} is below the accepted "
             f"{min_top1:.2%} (on {metrics['n_samples']} samples; pass min_top1=None to "
             f"only report it)."]
-
-
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Real values of a quantized tensor: `(q - zero_point) * scale`."""
-    return (q.astype(np.float32) - zero_point) * scale
-
-
-def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
-    """Quantizes real values with rounding and saturation to `dtype`."""
-    info = np.iinfo(dtype)
-    q = np.round(x / scale) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)

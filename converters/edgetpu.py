@@ -20,12 +20,11 @@ from typing import Any, Literal
 import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
-from tfm_fuse.converters import _edgetpu_ops
+from tfm_fuse.converters import _edgetpu_ops, runtimes
 from tfm_fuse.converters._edgetpu_rewrite import board_compatible, keras_for_board
-from tfm_fuse.converters._fidelity import check_top1, compare, dequantize, quantize
+from tfm_fuse.converters._fidelity import check_top1, compare
 from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, keras_order, load_source, require_calibration, pick_validation,
-    sample_array,
+    ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
 )
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
@@ -150,40 +149,7 @@ def run_tflite(path: str | os.PathLike, x: np.ndarray) -> np.ndarray | list[np.n
     Example:
         >>> y = run_tflite("out/edgetpu/model_int8.tflite", x_test[:10])
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = call_tool(f"Loading '{path}' in LiteRT", lambda: Interpreter(model_path=str(path)))
-    interp.allocate_tensors()
-    inp, outs = interp.get_input_details()[0], keras_ordered_outputs(interp)
-    results: list[list[np.ndarray]] = [[] for _ in outs]
-    for sample in x:
-        feed = sample[None]
-        if inp["dtype"] in (np.int8, np.uint8):
-            feed = quantize(feed, *inp["quantization"], inp["dtype"])
-        interp.set_tensor(inp["index"], feed.astype(inp["dtype"]))
-        interp.invoke()
-        for out, seen in zip(outs, results):
-            y = interp.get_tensor(out["index"])
-            if out["dtype"] in (np.int8, np.uint8):
-                y = dequantize(y, *out["quantization"])
-            seen.append(y[0])
-    arrays = [np.stack(r) for r in results]
-    return arrays[0] if len(arrays) == 1 else arrays
-
-
-def keras_ordered_outputs(interp) -> list[dict]:
-    """The interpreter's output details in the Keras model's output order. The flatbuffer's
-    own order is not it (a two-output model lists its second output first); the serving
-    signature names them as `model.export` did: `output_0, output_1, ...` for a list, a
-    dict's keys otherwise (sorted, as `keras.tree.flatten` orders them)."""
-    details = interp.get_output_details()
-    signatures = interp.get_signature_list()
-    if len(details) == 1 or "serving_default" not in signatures:
-        return details
-    named = interp.get_signature_runner("serving_default").get_output_details()
-    by_index = {d["index"]: d for d in details}
-    names = list(named)
-    return [by_index[named[names[i]]["index"]] for i in keras_order(names)]
+    return runtimes.LiteRT(path).outputs(x)
 
 
 def _compile(tflite: Path, stage: Staging, report: Report) -> None:

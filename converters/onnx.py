@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
+from tfm_fuse.converters import runtimes
 from tfm_fuse.converters._fidelity import check_float, compare
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, pick_validation,
@@ -125,26 +126,7 @@ def run_onnx(path: str | os.PathLike, x: np.ndarray,
     Example:
         >>> y = run_onnx("out/onnx/model.onnx", x_test[:10])
     """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = call_tool(f"Loading '{path}' in ONNX Runtime",
-                        lambda: ort.InferenceSession(str(path), opts,
-                                                     providers=["CPUExecutionProvider"]))
-    inp = session.get_inputs()[0]
-    dtype = np.float32 if "float" in inp.type else np.int64
-    static = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    batch = static or batch
-    runs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch].astype(dtype)
-        n = len(chunk)
-        if static and n < static:  # a static batch: the last run padded, the padding dropped
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - n, axis=0)])
-        runs.append([y[:n] for y in session.run(None, {inp.name: chunk})])
-    arrays = [np.concatenate(parts, axis=0) for parts in zip(*runs)]
-    return arrays[0] if len(arrays) == 1 else arrays
+    return runtimes.OnnxRuntime(path).outputs(x, batch=batch)
 
 
 def onnx_op_counts(path: str | os.PathLike) -> dict[str, int]:

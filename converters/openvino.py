@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
+from tfm_fuse.converters import runtimes
 from tfm_fuse.converters._fidelity import check_fp16, check_top1, compare, fp16_floor
 from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, keras_order, load_source, pick_validation,
+    ModelLike, Source, call_tool, load_source, pick_validation,
 )
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
@@ -121,18 +122,7 @@ def run_ir(xml: str | os.PathLike, x: np.ndarray, precision: str = "f32") -> np.
     Example:
         >>> y = run_ir("out/openvino/model.xml", x_test[:10])
     """
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = call_tool(f"Compiling '{xml}' on the OpenVINO CPU plugin",
-                         lambda: core.compile_model(str(xml), "CPU",
-                                                    {"INFERENCE_PRECISION_HINT": precision}))
-    runs = [compiled([x[i:i + 1]]) for i in range(len(x))]
-    outputs = list(compiled.outputs)
-    if len(outputs) > 1:  # named by the serving signature: in Keras's order
-        outputs = [outputs[i] for i in keras_order([o.get_any_name() for o in outputs])]
-    arrays = [np.concatenate([r[out] for r in runs], axis=0) for out in outputs]
-    return arrays[0] if len(arrays) == 1 else arrays
+    return runtimes.OpenVINO(xml, precision=precision).outputs(x)
 
 
 def fp16_compute_available() -> bool:

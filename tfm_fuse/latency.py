@@ -15,48 +15,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
 
-RUNTIMES = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")
-
-
-def _litert(path: str, threads: int) -> Callable[[], None]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
-    for d in interp.get_input_details():
-        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-    return interp.invoke
-
-
-def _openvino(path: str, threads: int) -> Callable[[], None]:
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                          "PERFORMANCE_HINT": "LATENCY"})
-    request = compiled.create_infer_request()
-    feeds = [np.zeros(tuple(p.shape), np.float32) for p in compiled.inputs]
-    return lambda: request.infer(feeds)
-
-
-def _onnxruntime(path: str, threads: int) -> Callable[[], None]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
-             for i in session.get_inputs()}
-    return lambda: session.run(None, feeds)
-
-
-_LOADERS = {"litert_fp32": _litert, "litert_int8": _litert, "openvino_cpu": _openvino,
-            "onnxruntime": _onnxruntime}
+RUNTIMES = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")  # runtimes.RUNTIMES
 
 
 @quiet_tools
@@ -112,7 +76,9 @@ def compare(cases: dict[str, dict[str, str]], *, runs: int = 200, rounds: int = 
     """
     from tqdm import tqdm
 
-    runners = {(case, rt): _LOADERS[rt](path, threads)
+    from tfm_fuse.converters.runtimes import open_runtime  # the runtimes the checks use
+
+    runners = {(case, rt): open_runtime(rt, path, threads=threads).timer()
                for case, paths in cases.items() for rt, path in paths.items()}
     for run in runners.values():  # warm-up
         for _ in range(10):
