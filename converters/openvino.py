@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
-from tfm_fuse.converters import runtimes
+from tfm_fuse.converters import _myriad_layers, runtimes
 from tfm_fuse.converters._fidelity import check_fp16, check_top1, compare, fp16_floor
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, pick_validation,
@@ -177,6 +177,14 @@ def _check_opsets(xml: Path, report: Report, require_opset10: bool) -> None:
     if not bad:
         report.notes.append(f"All {len(layers)} IR layers are within opset1...opset10 "
                             f"(loadable by OpenVINO 2022.3 LTS for NCS/NCS2).")
+    missing = _myriad_layers.unsupported(l["type"] for l in layers)
+    report.details["opset_check"]["not_on_myriad"] = missing
+    for op in missing:
+        names = [l["name"] for l in layers if l["type"] == op]
+        msg = (f"{op} (layer '{names[0]}'{f' and {len(names) - 1} more' if len(names) > 1 else ''})"
+               f" is not an operation the MYRIAD plugin of OpenVINO 2022.3 runs: the NCS2 "
+               f"refuses the network.")
+        (report.issues if require_opset10 else report.notes).append(msg)
 
 
 def _check_legacy(xml: Path, x: np.ndarray, y_keras: np.ndarray, report: Report,

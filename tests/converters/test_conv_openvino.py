@@ -93,3 +93,20 @@ def test_openvino_2022_3_2_rejects_opset11_ir(tmp_path):
     result = run_ir_2022(r.artefacts["openvino_xml"], np.zeros((1, 8, 8, 3), "float32"))
     assert not result.ok
     assert "Interpolate" in result.error and "opset11" in result.error
+
+
+def test_an_op_the_ncs2_cannot_run_is_named(tmp_path):
+    """CumSum has no parser in the MYRIAD plugin of 2022.3 (frontend.cpp); HSigmoid and
+    HSwish (MobileNetV3) are run, natively or decomposed."""
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    ok_model = keras.Model(inp, keras.layers.Activation("hard_swish")(
+        keras.layers.Activation("hard_sigmoid")(x)))
+    r = openvino.convert(ok_model, tmp_path / "ok")
+    assert r.ok and r.details["opset_check"]["not_on_myriad"] == [], str(r)
+    with pytest.raises(ConversionError, match=r"CumSum .* not an operation the MYRIAD plugin"):
+        openvino.convert(keras.Model(inp, keras.ops.cumsum(x, axis=1)), tmp_path / "bad")
+    assert_nothing_left(tmp_path / "bad")
+    r = openvino.convert(keras.Model(inp, keras.ops.cumsum(x, axis=1)), tmp_path / "cpu",
+                         require_opset10=False)  # a CPU/NPU target: only noted
+    assert r.ok and r.details["opset_check"]["not_on_myriad"] == ["CumSum"]
