@@ -4,7 +4,7 @@ Copied next to the model by `tfm_fuse.converters.edgetpu.convert` as `run_on_cor
 Python 3.7+ (Mendel's and Raspberry Pi OS's), numpy, and either Google's pycoral (from Coral's
 apt repository, `python3-pycoral`) or `tflite_runtime` with `libedgetpu.so.1`: no TensorFlow,
 no Keras, no tfm_fuse. With `--cpu` it runs the int8 model on the CPU (no Edge TPU), which is
-how it is tested off-board (tflite-runtime 2.14 on Python 3.10).
+how it is tested off-board (tflite-runtime 2.11 on Python 3.7).
 
     python3 run_on_coral.py model_int8_edgetpu.tflite              # the shipped sample inputs
     python3 run_on_coral.py model_int8.tflite --cpu                # without the accelerator

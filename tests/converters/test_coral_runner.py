@@ -1,5 +1,6 @@
 """The board-side runner shipped with every Edge TPU artefact: Python 3.7 syntax, only what a
-Coral board has, and a real run in tflite-runtime 2.14 on Python 3.10 (the oldest here)."""
+Coral board has, and a real run in tflite-runtime 2.11 on Python 3.7 (the oldest Python here
+with a tflite-runtime wheel; 2.14 on 3.10 where 3.7 is missing)."""
 
 import ast
 import os
@@ -10,12 +11,30 @@ from pathlib import Path
 import pytest
 
 from tfm_fuse.converters import coral_board_runner, edgetpu
-from tfm_fuse.converters._ov_legacy import _clean_env, _env, python310_available
+from tfm_fuse.converters._ov_legacy import _clean_env
 
 SOURCE = Path(coral_board_runner.__file__).read_text()
-VENV = Path(os.environ.get("TFM_FUSE_TFLITE_RUNTIME_VENV",
-                           Path.home() / ".cache" / "tfm_fuse" / "tflite_runtime310"))
-PACKAGES = ["tflite-runtime==2.14.0", "numpy==1.24.4"]
+CACHE = Path(os.environ.get("TFM_FUSE_CACHE", Path.home() / ".cache" / "tfm_fuse"))
+# the oldest Python here with a tflite-runtime wheel first (Mendel and Raspberry Pi OS: 3.7)
+PYTHONS = [("3.7.16", "python3.7", ["tflite-runtime==2.11.0", "numpy==1.21.6"]),
+           ("3.10.13", "python3.10", ["tflite-runtime==2.14.0", "numpy==1.24.4"])]
+
+
+def _board_python():
+    """(version, executable) of the oldest available Python: pyenv's, selected by version."""
+    for version, exe, packages in PYTHONS:
+        env = {**os.environ, "PYENV_VERSION": version}
+        try:
+            ok = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True,
+                                timeout=30).stdout.startswith(f"Python {version[:3]}")
+        except (OSError, subprocess.SubprocessError):
+            ok = False
+        if ok:
+            return version, exe, packages
+    return None
+
+
+BOARD_PYTHON = _board_python()
 
 
 def test_runner_is_python37_and_imports_only_what_the_board_has():
@@ -28,19 +47,22 @@ def test_runner_is_python37_and_imports_only_what_the_board_has():
 
 
 def _venv_python() -> Path:
-    python = VENV / "bin" / "python"
-    if (VENV / ".complete").exists():
+    version, exe, packages = BOARD_PYTHON
+    venv = CACHE / f"tflite_runtime_py{version}"
+    python = venv / "bin" / "python"
+    if (venv / ".complete").exists():
         return python
-    for cmd in (["python3.10", "-m", "venv", "--clear", str(VENV)],
-                [str(python), "-m", "pip", "install", "-q", *PACKAGES]):
-        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "PYENV_VERSION": version}
+    for cmd in ([exe, "-m", "venv", "--clear", str(venv)],
+                [str(python), "-m", "pip", "install", "-q", *packages]):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-2000:]
-    (VENV / ".complete").write_text(" ".join(PACKAGES))
+    (venv / ".complete").write_text(" ".join(packages))
     return python
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not python310_available(), reason="needs python3.10 (pyenv 3.10.13)")
+@pytest.mark.skipif(BOARD_PYTHON is None, reason="needs pyenv's python3.7 or python3.10")
 def test_runner_reproduces_this_machines_outputs_in_tflite_runtime(tmp_path, tiny_model,
                                                                     tiny_data):
     out = tmp_path / "edgetpu"
