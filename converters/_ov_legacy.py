@@ -1,4 +1,6 @@
-"""Run an IR in the real OpenVINO 2022.3.2 runtime (the LTS with the NCS2 plugin).
+"""Old OpenVINO releases in their own venvs: 2022.3.2 (the last with the NCS2's MYRIAD plugin)
+runs an IR; 2021.4.2 (the last Model Optimizer writing IR v10, the format of 2020.3 LTS — the
+first NCS's last release) writes and runs IR v10 (`ir10_from_onnx`, `run_ir10`, Python 3.9).
 
 Its wheels exist for Python ≤ 3.10 and need numpy < 1.25, so they live in their own venv,
 created once (cached) under `~/.cache/tfm_fuse/ov2022` from `python3.10` (pyenv's 3.10.13
@@ -31,6 +33,28 @@ PYENV_VERSION = "3.10.13"
 VENV_DIR = Path(os.environ.get("TFM_FUSE_OV2022_VENV",
                                Path.home() / ".cache" / "tfm_fuse" / "ov2022"))
 
+
+@dataclass(frozen=True)
+class Release:
+    """An old OpenVINO release in its own venv: what Python it needs and what to install."""
+
+    version: str
+    python: str          # pyenv version, e.g. "3.10.13"
+    packages: tuple[str, ...]
+    venv: Path
+
+    @property
+    def executable(self) -> str:
+        return "python" + self.python.rsplit(".", 1)[0]  # python3.10
+
+
+OV2022 = Release(OV_VERSION, PYENV_VERSION, tuple(PACKAGES), VENV_DIR)
+# The last Model Optimizer that writes IR v10, the format of OpenVINO 2020.3 LTS — the last
+# release for the first Neural Compute Stick (Myriad 2; dropped in 2020.4).
+OV2021 = Release("2021.4.2", "3.9.18", ("openvino-dev[onnx]==2021.4.2",),
+                 Path(os.environ.get("TFM_FUSE_OV2021_VENV",
+                                     Path.home() / ".cache" / "tfm_fuse" / "ov2021")))
+
 _SCRIPT = """
 import sys, numpy as np
 from openvino.runtime import Core, get_version
@@ -46,10 +70,23 @@ y = np.concatenate([compiled([x[i:i + 1]])[out] for i in range(len(x))], axis=0)
 np.savez(sys.argv[3], y=y, version=np.array(get_version()))
 """
 
+_SCRIPT_2021 = """
+import sys, numpy as np
+from openvino.inference_engine import IECore, get_version
+ie = IECore()
+net = ie.read_network(sys.argv[1], sys.argv[1][:-4] + ".bin")
+compiled = ie.load_network(net, "CPU")
+name = next(iter(net.input_info))
+out = sorted(net.outputs)[0]
+x = np.load(sys.argv[2])["x"]
+y = np.concatenate([compiled.infer({name: x[i:i + 1]})[out] for i in range(len(x))], axis=0)
+np.savez(sys.argv[3], y=y, version=np.array(get_version()))
+"""
+
 
 @dataclass
 class LegacyResult:
-    """Outcome of running an IR in OpenVINO 2022.3.2: outputs, or the runtime's error."""
+    """Outcome of running an IR in an old OpenVINO: outputs, or the runtime's error."""
 
     ok: bool
     outputs: np.ndarray | None = None
@@ -57,10 +94,11 @@ class LegacyResult:
     error: str = ""
 
 
-def _env() -> dict[str, str]:
+def _env(release: Release = OV2022) -> dict[str, str]:
     # A pyenv shim resolves python3.10 through PYENV_VERSION, which the calling 3.11
     # process may have set to its own version.
-    return {**os.environ, "PYENV_VERSION": os.environ.get("TFM_FUSE_PY310", PYENV_VERSION)}
+    override = os.environ.get("TFM_FUSE_PY310") if release is OV2022 else None
+    return {**os.environ, "PYENV_VERSION": override or release.python}
 
 
 def _clean_env() -> dict[str, str]:
@@ -68,44 +106,65 @@ def _clean_env() -> dict[str, str]:
     return {**env, "PYTHONNOUSERSITE": "1"}
 
 
-def python310_available() -> bool:
-    """True when `python3.10 --version` runs (with pyenv's 3.10.13 selected)."""
-    if shutil.which("python3.10") is None:
+def python_available(release: Release) -> bool:
+    """True when the release's Python runs (pyenv's version selected)."""
+    if shutil.which(release.executable) is None:
         return False
     try:
-        proc = subprocess.run(["python3.10", "--version"], env=_env(), capture_output=True,
-                              text=True, timeout=30)
+        proc = subprocess.run([release.executable, "--version"], env=_env(release),
+                              capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return False
-    return proc.returncode == 0 and proc.stdout.startswith("Python 3.10")
+    return proc.returncode == 0 and proc.stdout.startswith(f"Python {release.python[:4]}")
 
 
-def ensure_venv(venv: Path = VENV_DIR) -> Path:
-    """Creates (once) the venv with OpenVINO 2022.3.2; returns its python executable.
+def python310_available() -> bool:
+    """True when `python3.10 --version` runs (with pyenv's 3.10.13 selected)."""
+    return python_available(OV2022)
+
+
+def ensure_venv(venv: Path = VENV_DIR, release: Release = OV2022) -> Path:
+    """Creates (once) the venv with the release's packages; returns its python executable.
 
     Raises:
-        ConversionError: python3.10 is missing or pip could not install the packages.
+        ConversionError: the release's Python is missing or pip could not install it.
     """
     python = venv / "bin" / "python"
     marker = venv / ".tfm_fuse_complete"
     if marker.exists() and python.exists():
         return python
-    if not python310_available():
-        raise ConversionError("OpenVINO 2022.3.2 needs Python 3.10: `python3.10` (PYENV_VERSION="
-                              f"{PYENV_VERSION}) was not found. Install it, e.g. pyenv install "
-                              f"{PYENV_VERSION}.")
+    if not python_available(release):
+        raise ConversionError(f"OpenVINO {release.version} needs Python {release.python[:4]}: "
+                              f"`{release.executable}` (PYENV_VERSION={release.python}) was not "
+                              f"found. Install it, e.g. pyenv install {release.python}.")
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
-    steps = [["python3.10", "-m", "venv", str(venv)],
-             [str(python), "-m", "pip", "install", "-q", *PACKAGES]]
+    steps = [[release.executable, "-m", "venv", str(venv)],
+             [str(python), "-m", "pip", "install", "-q", *release.packages]]
     for cmd in steps:
-        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(cmd, env=_env(release), capture_output=True, text=True,
+                              timeout=900)
         if proc.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
-            raise ConversionError(f"Creating the OpenVINO {OV_VERSION} venv at '{venv}' failed "
-                                  f"at `{' '.join(cmd)}`: {proc.stderr.strip()[-500:]}")
-    marker.write_text(" ".join(PACKAGES) + "\n")
+            raise ConversionError(f"Creating the OpenVINO {release.version} venv at '{venv}' "
+                                  f"failed at `{' '.join(cmd)}`: {proc.stderr.strip()[-500:]}")
+    marker.write_text(" ".join(release.packages) + "\n")
     return python
+
+
+def _run_script(python: Path, script_text: str, xml, x: np.ndarray) -> tuple[LegacyResult, dict]:
+    with tempfile.TemporaryDirectory(prefix="tfm_fuse_ov_") as tmp:
+        np.savez(Path(tmp) / "x.npz", x=np.asarray(x, dtype=np.float32))
+        script = Path(tmp) / "run.py"
+        script.write_text(script_text)
+        proc = subprocess.run([str(python), str(script), str(xml), str(Path(tmp) / "x.npz"),
+                               str(Path(tmp) / "y.npz")], capture_output=True, text=True,
+                              timeout=600, env=_clean_env())
+        if proc.returncode != 0:
+            lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+            return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:]), {}
+        data = dict(np.load(Path(tmp) / "y.npz"))
+        return LegacyResult(ok=True, outputs=data["y"], version=str(data["version"])), data
 
 
 def run_ir_2022(xml: str | os.PathLike, x: np.ndarray, venv: Path = VENV_DIR) -> LegacyResult:
@@ -118,15 +177,30 @@ def run_ir_2022(xml: str | os.PathLike, x: np.ndarray, venv: Path = VENV_DIR) ->
         ConversionError: the venv cannot be created.
     """
     python = ensure_venv(venv)
-    with tempfile.TemporaryDirectory(prefix="tfm_fuse_ov2022_") as tmp:
-        np.savez(Path(tmp) / "x.npz", x=np.asarray(x, dtype=np.float32))
-        script = Path(tmp) / "run.py"
-        script.write_text(_SCRIPT)
-        proc = subprocess.run([str(python), str(script), str(xml), str(Path(tmp) / "x.npz"),
-                               str(Path(tmp) / "y.npz")], capture_output=True, text=True,
-                              timeout=600, env=_clean_env())
-        if proc.returncode != 0:
-            lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-            return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:])
-        data = np.load(Path(tmp) / "y.npz")
-        return LegacyResult(ok=True, outputs=data["y"], version=str(data["version"]))
+    return _run_script(python, _SCRIPT, xml, x)[0]
+
+
+def ir10_from_onnx(onnx_path: Path, out_dir: Path, name: str = "model") -> Path:
+    """IR v10 (FP16, static shape folded) written by OpenVINO 2021.4.2's Model Optimizer.
+
+    Raises:
+        ConversionError: Python 3.9 or the venv is missing, or the Model Optimizer failed.
+    """
+    python = ensure_venv(OV2021.venv, OV2021)
+    cmd = [str(python.parent / "mo"), "--input_model", str(onnx_path), "--data_type", "FP16",
+           "--static_shape", "--output_dir", str(out_dir), "--model_name", name]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_clean_env())
+    xml = out_dir / f"{name}.xml"
+    if proc.returncode != 0 or not xml.exists():
+        lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "ERROR" in l]
+        raise ConversionError(f"OpenVINO {OV2021.version}'s Model Optimizer failed on "
+                              f"'{onnx_path.name}': {' '.join(lines[-3:])[-600:]}")
+    (out_dir / f"{name}.mapping").unlink(missing_ok=True)
+    return xml
+
+
+def run_ir10(xml: Path, x: np.ndarray) -> LegacyResult:
+    """Reads and runs an IR in OpenVINO 2021.4.2's Inference Engine (CPU): a real IR v10
+    reader (first output only)."""
+    python = ensure_venv(OV2021.venv, OV2021)
+    return _run_script(python, _SCRIPT_2021, xml, x)[0]

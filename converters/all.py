@@ -29,7 +29,7 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
                 validation_data: Any = None, targets: tuple[str, ...] = TARGETS,
                 overwrite: bool = False, keep_failed: bool = False,
                 legacy_openvino: bool = False, min_top1: float | None = 0.99,
-                jetson_board: str = DEFAULT_JETSON) -> dict[str, Report]:
+                jetson_board: str = DEFAULT_JETSON, ncs_board: str = "ncs2") -> dict[str, Report]:
     """Convert `model` for each of `targets` into `out_dir/<target>`.
 
     Args:
@@ -48,6 +48,8 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
             it. Defaults to `0.99`.
         jetson_board: the `jetson` target's board profile (`tfm_fuse.converters.boards`).
             Defaults to `"jetson-orin"`.
+        ncs_board: the `openvino` target's stick: `"ncs2"`, or `"ncs"` (the first one: an IR
+            v10). Defaults to `"ncs2"`.
 
     Returns:
         `{target: Report}`. A target that cannot be converted — no calibration inputs for an
@@ -65,7 +67,7 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
         "edgetpu": lambda: edgetpu.convert(model, out / "edgetpu", **int8),
         "jetson": lambda: tensorrt.convert(model, out / "jetson", board=jetson_board, **int8),
         "openvino": lambda: openvino.convert(model, out / "openvino", legacy_runtime=legacy_openvino,
-                                             min_top1=min_top1, **common),
+                                             min_top1=min_top1, board=ncs_board, **common),
         "onnx": lambda: onnx.convert(model, out / "onnx", **common),
     }
     unknown = [t for t in targets if t not in makers]

@@ -29,19 +29,21 @@ import numpy as np
 
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import _myriad_layers, runtimes
-from tfm_fuse.converters._fidelity import check_fp16, check_top1, compare, fp16_floor
+from tfm_fuse.converters._fidelity import check_float, check_fp16, check_top1, compare, fp16_floor
 from tfm_fuse.converters._source import (
     ModelLike, Source, call_tool, load_source, pick_validation,
 )
 from tfm_fuse.converters._staging import Staging, check_destination
 from tfm_fuse.converters.report import Report
+from tfm_fuse.errors import ConfigError
 
 XML_NAME = "model.xml"
 MAX_LEGACY_OPSET = 10  # OpenVINO 2022.3 LTS reads opset1...opset10
 
 
 @quiet_tools
-def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = True,
+def convert(model: ModelLike, out_dir: str | os.PathLike, *, board: str = "ncs2",
+            compress_to_fp16: bool = True,
             validation_data: Any = None, max_rel_error: float = 1e-3,
             require_opset10: bool = True, legacy_runtime: bool = False,
             min_top1: float | None = 0.99, overwrite: bool = False,
@@ -51,6 +53,9 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: b
     Args:
         model: a `keras.Model`, a `.keras` file or a SavedModel directory.
         out_dir: output directory; must not exist unless `overwrite=True`.
+        board: `"ncs2"` (Myriad X: an IR for OpenVINO 2022.3 LTS, its last release) or `"ncs"`
+            (the first Neural Compute Stick, Myriad 2: an IR v10 for OpenVINO 2020.3 LTS, its
+            last release, see `convert_ncs`). Defaults to `"ncs2"`.
         compress_to_fp16: store weights as FP16 (what NCS/NCS2 run). Defaults to `True`.
         validation_data: inputs to compare with Keras. Defaults to seeded random inputs.
         max_rel_error: largest accepted max-abs error relative to the output scale.
@@ -75,10 +80,18 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, compress_to_fp16: b
         ConfigError: bad model input, data or existing output path.
         ConversionError: conversion or validation failed (nothing is left in `out_dir`).
     """
+    if board not in ("ncs2", "ncs"):
+        raise ConfigError(f"Unknown Neural Compute Stick board {board!r}. Accepted: 'ncs2' "
+                          "(Myriad X), 'ncs' (the first stick, Myriad 2).")
     check_destination(out_dir, overwrite=overwrite)
     src = load_source(model)
     report = Report(target="openvino", notes=list(src.notes))
     x_val = pick_validation(src, validation_data, None, report.notes)
+    if board == "ncs":
+        with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
+            _ncs(src, stage, report, x_val, max_rel_error, min_top1)
+            report.ok = not report.issues
+            return stage.commit(report)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         xml = _to_ir(src, stage.path, compress_to_fp16)
         report.artefacts["openvino_xml"] = stage.final(XML_NAME)
@@ -123,6 +136,76 @@ def run_ir(xml: str | os.PathLike, x: np.ndarray, precision: str = "f32") -> np.
         >>> y = run_ir("out/openvino/model.xml", x_test[:10])
     """
     return runtimes.OpenVINO(xml, precision=precision).outputs(x)
+
+
+NCS_MAX_OPSET = 3  # OpenVINO 2020.3 LTS, the first stick's last release, reads opset1...opset3
+NCS_ONNX_OPSET = 10  # what its Model Optimizer's ONNX front end reads
+
+
+def _ncs(src: Source, stage: Staging, report: Report, x_val: np.ndarray,
+         max_rel_error: float, min_top1: float | None) -> None:
+    """The first Neural Compute Stick (Myriad 2), dropped after OpenVINO 2020.3 LTS: an IR v10.
+
+    Real tools where this machine has them: the ONNX (opset 10) from tf2onnx, checked in ONNX
+    Runtime; the IR v10 (FP16) from OpenVINO 2021.4.2's Model Optimizer — the last one that
+    writes IR v10 — with shape subgraphs folded, its operations checked against opset1..opset3
+    and the MYRIAD plugin's; the IR read and run by 2021.4.2's Inference Engine (a real IR v10
+    reader, CPU) against Keras. Without Python 3.9 for that release: the ONNX, and the exact
+    Model Optimizer command of 2020.3 for the host. Not verified here: 2020.3 itself (no wheel
+    for any Python this machine has) and a Myriad 2.
+    """
+    from tfm_fuse.converters import _ov_legacy, onnx as onnx_conv
+
+    onnx_path = onnx_conv.export_onnx(src, stage.path / "model_opset10.onnx", NCS_ONNX_OPSET)
+    report.artefacts["onnx_opset10"] = stage.final(onnx_path.name)
+    y_keras = src.predict(x_val)
+    metrics = compare(y_keras, onnx_conv.run_onnx(onnx_path, x_val))
+    report.fidelity["onnx_opset10"] = metrics
+    report.issues += check_float("onnx_opset10", metrics, max_rel_error)
+    mo_2020 = (f"python3 mo.py --input_model {onnx_path.name} --data_type FP16 "
+               f"--input_shape [{','.join(str(d) for d in src.input_shape)}]  # OpenVINO 2020.3")
+    if not _ov_legacy.python_available(_ov_legacy.OV2021):
+        report.notes.append(f"Python {_ov_legacy.OV2021.python[:3]} (for OpenVINO "
+                            f"{_ov_legacy.OV2021.version}'s Model Optimizer) is not here: the "
+                            f"IR v10 is not written; on the host: {mo_2020}")
+        report.next_steps += [mo_2020, "benchmark_app -m model.xml -d MYRIAD"]
+        return
+    xml = _ov_legacy.ir10_from_onnx(onnx_path, stage.path)
+    report.artefacts["openvino_xml"] = stage.final(xml.name)
+    report.artefacts["openvino_bin"] = stage.final(xml.with_suffix(".bin").name)
+    layers = ir_opsets(xml)
+    newer = sorted({f"{l['type']}-{l['version']}" for l in layers
+                    if not 1 <= l["opset"] <= NCS_MAX_OPSET})
+    report.details["ncs_check"] = {"ir_version": _ir_version(xml), "ops": sorted(
+        {f"{l['type']}-{l['version']}" for l in layers}), "outside_opset3": newer,
+        "not_on_myriad": _myriad_layers.unsupported(l["type"] for l in layers)}
+    report.issues += [f"{op}: OpenVINO 2020.3 (the first NCS's last release) reads opset1..."
+                      f"opset3 only" for op in newer]
+    report.issues += [f"{op} is not an operation the MYRIAD plugin runs" for op in
+                      report.details["ncs_check"]["not_on_myriad"]]
+    if report.details["ncs_check"]["ir_version"] != 10:
+        report.issues.append(f"IR version {report.details['ncs_check']['ir_version']}, not 10")
+    result = _ov_legacy.run_ir10(xml, x_val)
+    ir_version = report.details["ncs_check"]["ir_version"]
+    if not result.ok:
+        report.issues.append(f"OpenVINO {_ov_legacy.OV2021.version} could not run the IR v10: "
+                             f"{result.error}")
+    else:
+        # FP16 input and weights (`--data_type FP16`, as a Myriad computes): judged like the
+        # NCS2's FP16-compute run, by top-1 agreement
+        key = "openvino_ir10_fp16"
+        first = y_keras[0] if isinstance(y_keras, list) else y_keras
+        report.fidelity[key] = metrics = compare(first, result.outputs)
+        report.issues += check_top1(key, metrics, min_top1)
+        report.notes.append(f"IR v{ir_version} written by OpenVINO {_ov_legacy.OV2021.version}'s "
+                            f"Model Optimizer and run by its Inference Engine (CPU); OpenVINO "
+                            f"2020.3 and a Myriad 2 were not available to check it.")
+    report.next_steps.append(f"On the NCS host (OpenVINO 2020.3 LTS, the last with Myriad 2): "
+                             f"benchmark_app -m {stage.final(xml.name)} -d MYRIAD")
+
+
+def _ir_version(xml: Path) -> int:
+    return int(ET.parse(str(xml)).getroot().get("version", "0"))
 
 
 def fp16_compute_available() -> bool:

@@ -149,7 +149,8 @@ def cmd_convert(args) -> int:
     reports = convert_all(args.model, args.out, representative_data=calibration, targets=targets,
                           validation_data=validation, overwrite=args.overwrite,
                           keep_failed=args.keep_failed, min_top1=args.min_top1,
-                          legacy_openvino=args.check_2022, jetson_board=args.board)
+                          legacy_openvino=args.check_2022, jetson_board=args.board,
+                          ncs_board=args.stick)
     for r in reports.values():
         print(in_cli_terms(str(r)))
     for target, r in reports.items():
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the jetson target's board: its TensorRT's opset and precision "
                            "(Nano/TX2: FP16, no calibration; Xavier/Orin: INT8 and FP16; "
                            "default: %(default)s)")
+    conv.add_argument("--stick", default="ncs2", choices=["ncs2", "ncs"],
+                      help="the openvino target's Neural Compute Stick: ncs2 (Myriad X), or ncs "
+                           "(the first one: IR v10 for OpenVINO 2020.3; default: %(default)s)")
     conv.add_argument("--check-2022", action="store_true",
                       help="openvino: also load and run the IR in OpenVINO 2022.3.2 (needs python3.10)")
     conv.add_argument("--validation", help=".npy array of held-out inputs every target's check "

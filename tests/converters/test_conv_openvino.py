@@ -6,7 +6,9 @@ import pytest
 from conv_helpers import assert_nothing_left
 
 from tfm_fuse.converters import Report, openvino
-from tfm_fuse.converters._ov_legacy import python310_available, run_ir_2022
+from tfm_fuse.converters._ov_legacy import (
+    OV2021, python310_available, python_available, run_ir_2022,
+)
 from tfm_fuse.errors import ConversionError
 
 needs_py310 = pytest.mark.skipif(not python310_available(),
@@ -110,3 +112,36 @@ def test_an_op_the_ncs2_cannot_run_is_named(tmp_path):
     r = openvino.convert(keras.Model(inp, keras.ops.cumsum(x, axis=1)), tmp_path / "cpu",
                          require_opset10=False)  # a CPU/NPU target: only noted
     assert r.ok and r.details["opset_check"]["not_on_myriad"] == ["CumSum"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not python_available(OV2021),
+                    reason="needs pyenv's python3.9 for OpenVINO 2021.4.2")
+def test_first_ncs_gets_an_ir_v10_read_and_run_by_a_real_reader(tmp_path, tiny_model, tiny_data):
+    r = openvino.convert(tiny_model, tmp_path / "ncs", board="ncs", validation_data=tiny_data)
+    assert r.ok, str(r)
+    check = r.details["ncs_check"]
+    assert check["ir_version"] == 10 and check["outside_opset3"] == [] and \
+        check["not_on_myriad"] == []
+    assert '<net name="model" version="10">' in (tmp_path / "ncs" / "model.xml").read_text()
+    assert r.fidelity["onnx_opset10"]["max_abs_error_rel"] < 1e-5
+    ir10 = r.fidelity["openvino_ir10_fp16"]  # FP16 input, weights: a Myriad's precision
+    assert ir10["top1_agreement"] >= 0.99 and 1e-5 < ir10["max_abs_error_rel"] < 0.02
+    assert any("OpenVINO 2020.3 LTS" in s and "-d MYRIAD" in s for s in r.next_steps)
+
+
+def test_first_ncs_without_python39_ships_the_onnx_and_the_command(tmp_path, tiny_model,
+                                                                    monkeypatch):
+    from tfm_fuse.converters import _ov_legacy
+
+    monkeypatch.setattr(_ov_legacy, "python_available", lambda release: False)
+    r = openvino.convert(tiny_model, tmp_path / "ncs", board="ncs")
+    assert r.ok and set(r.artefacts) == {"onnx_opset10"}, str(r)
+    assert any(s.startswith("python3 mo.py --input_model model_opset10.onnx --data_type FP16")
+               for s in r.next_steps)
+    import onnx as onnx_lib
+
+    model = onnx_lib.load(r.artefacts["onnx_opset10"])
+    assert model.opset_import[0].version == 10
+    with pytest.raises(Exception, match="Unknown Neural Compute Stick board 'ncs3'"):
+        openvino.convert(tiny_model, tmp_path / "x", board="ncs3")
