@@ -77,10 +77,10 @@ ie = IECore()
 net = ie.read_network(sys.argv[1], sys.argv[1][:-4] + ".bin")
 compiled = ie.load_network(net, "CPU")
 name = next(iter(net.input_info))
-out = sorted(net.outputs)[0]
 x = np.load(sys.argv[2])["x"]
-y = np.concatenate([compiled.infer({name: x[i:i + 1]})[out] for i in range(len(x))], axis=0)
-np.savez(sys.argv[3], y=y, version=np.array(get_version()))
+runs = [compiled.infer({name: x[i:i + 1]}) for i in range(len(x))]
+outs = {"y_" + k: np.concatenate([r[k] for r in runs], axis=0) for k in net.outputs}
+np.savez(sys.argv[3], version=np.array(get_version()), **outs)
 """
 
 
@@ -164,7 +164,7 @@ def _run_script(python: Path, script_text: str, xml, x: np.ndarray) -> tuple[Leg
             lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
             return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:]), {}
         data = dict(np.load(Path(tmp) / "y.npz"))
-        return LegacyResult(ok=True, outputs=data["y"], version=str(data["version"])), data
+        return LegacyResult(ok=True, outputs=data.get("y"), version=str(data["version"])), data
 
 
 def run_ir_2022(xml: str | os.PathLike, x: np.ndarray, venv: Path = VENV_DIR) -> LegacyResult:
@@ -199,8 +199,16 @@ def ir10_from_onnx(onnx_path: Path, out_dir: Path, name: str = "model") -> Path:
     return xml
 
 
-def run_ir10(xml: Path, x: np.ndarray) -> LegacyResult:
+def run_ir10(xml: Path, x: np.ndarray, output_names: list[str]) -> LegacyResult:
     """Reads and runs an IR in OpenVINO 2021.4.2's Inference Engine (CPU): a real IR v10
-    reader (first output only)."""
+    reader. `outputs` holds one array, or a list in `output_names`' order (the ONNX graph's,
+    which is Keras's)."""
     python = ensure_venv(OV2021.venv, OV2021)
-    return _run_script(python, _SCRIPT_2021, xml, x)[0]
+    result, data = _run_script(python, _SCRIPT_2021, xml, x)
+    if result.ok:
+        found = {k[2:]: v for k, v in data.items() if k.startswith("y_")}
+        ordered = [found[n] for n in output_names if n in found]
+        if len(ordered) != len(found):  # names not kept: the reader's own order
+            ordered = list(found.values())
+        result.outputs = ordered[0] if len(ordered) == 1 else ordered
+    return result

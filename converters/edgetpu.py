@@ -172,21 +172,23 @@ def _compile(tflite: Path, stage: Staging, report: Report) -> None:
         else:
             report.artefacts["edgetpu_tflite"] = stage.final(compiled.name)
     name = report.artefacts.get("edgetpu_tflite", stage.final(tflite.stem + "_edgetpu.tflite"))
-    report.next_steps.append(
-        f"On the board (Python 3.7+, pycoral or tflite_runtime; no TensorFlow or tfm_fuse): copy "
-        f"{stage.out_dir.name}/ over and run `python3 {RUNNER_NAME} {Path(name).name}` in it: "
-        f"it runs the shipped sample inputs and compares with this machine's outputs.")
+    if "board_runner" in report.artefacts:
+        report.next_steps.append(
+            f"On the board (Python 3.7+, pycoral or tflite_runtime; no TensorFlow or tfm_fuse): "
+            f"copy {stage.out_dir.name}/ over and run `python3 {RUNNER_NAME} {Path(name).name}` "
+            f"in it: it runs the shipped sample inputs and compares with this machine's outputs.")
+    else:  # several outputs: the runner compares one
+        report.next_steps.append(f"On the board: load {Path(name).name} with pycoral's "
+                                 f"edgetpu.make_interpreter (Coral's apt repository).")
 
 
 def _board_runner(tflite: Path, x: np.ndarray, outputs: np.ndarray, stage: Staging,
                   report: Report) -> None:
     """Ships the board-side runner with a few validated inputs (in the model's input type) and
     the outputs LiteRT gave for them here, so the board's run can be compared."""
-    from ai_edge_litert.interpreter import Interpreter
-
     from tfm_fuse.converters import coral_board_runner
 
-    details = Interpreter(model_path=str(tflite)).get_input_details()[0]
+    details = runtimes.LiteRT(tflite).input
     np.save(stage.path / "sample_inputs.npy", coral_board_runner._quantize(x, details))
     np.save(stage.path / "expected_outputs.npy", outputs.astype(np.float32))
     shutil.copyfile(coral_board_runner.__file__, stage.path / RUNNER_NAME)

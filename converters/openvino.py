@@ -185,7 +185,10 @@ def _ncs(src: Source, stage: Staging, report: Report, x_val: np.ndarray,
                       report.details["ncs_check"]["not_on_myriad"]]
     if report.details["ncs_check"]["ir_version"] != 10:
         report.issues.append(f"IR version {report.details['ncs_check']['ir_version']}, not 10")
-    result = _ov_legacy.run_ir10(xml, x_val)
+    import onnx
+
+    names = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    result = _ov_legacy.run_ir10(xml, x_val, names)
     ir_version = report.details["ncs_check"]["ir_version"]
     if not result.ok:
         report.issues.append(f"OpenVINO {_ov_legacy.OV2021.version} could not run the IR v10: "
@@ -194,8 +197,7 @@ def _ncs(src: Source, stage: Staging, report: Report, x_val: np.ndarray,
         # FP16 input and weights (`--data_type FP16`, as a Myriad computes): judged like the
         # NCS2's FP16-compute run, by top-1 agreement
         key = "openvino_ir10_fp16"
-        first = y_keras[0] if isinstance(y_keras, list) else y_keras
-        report.fidelity[key] = metrics = compare(first, result.outputs)
+        report.fidelity[key] = metrics = compare(y_keras, result.outputs)
         report.issues += check_top1(key, metrics, min_top1)
         report.notes.append(f"IR v{ir_version} written by OpenVINO {_ov_legacy.OV2021.version}'s "
                             f"Model Optimizer and run by its Inference Engine (CPU); OpenVINO "

@@ -104,14 +104,10 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, board: str = DEFAUL
                           f"calibration={calibration!r}")
     check_destination(out_dir, overwrite=overwrite)
     src = load_source(model)
-    rep = None
     if profile.int8:
         require_calibration(representative_data, "jetson")
-        rep = sample_array(representative_data, src, what="representative_data",
-                           max_samples=max_samples)
-    elif representative_data is not None:
-        rep = sample_array(representative_data, src, what="representative_data",
-                           max_samples=max_samples)
+    rep = None if representative_data is None else sample_array(
+        representative_data, src, what="representative_data", max_samples=max_samples)
     report = Report(target="jetson", notes=list(src.notes))  # the board, as in the CLI
     report.details["board"] = profile.as_dict()
     report.notes.append(f"Board {profile.name}: JetPack {profile.jetpack}, TensorRT "
@@ -120,7 +116,7 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, board: str = DEFAUL
     x_val = pick_validation(src, validation_data, rep, report.notes)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         if has_tf_trt():
-            _tf_trt(src, stage, report, rep, x_val, min_top1)
+            _tf_trt(src, stage, report, rep, x_val, min_top1, int8=profile.int8)
         else:
             report.notes.append("This TensorFlow has no TensorRT (pip build): writing ONNX "
                                 "for TensorRT instead of a TF-TRT SavedModel.")
@@ -290,21 +286,24 @@ def build_engine(onnx_path: Path, engine_path: Path, *, int8: bool) -> Path:
     return engine_path
 
 
-def _tf_trt(src: Source, stage: Staging, report: Report, rep: np.ndarray,
-            x_val: np.ndarray, min_top1: float | None) -> None:
-    """TF-TRT INT8 SavedModel (JetPack TensorFlow only; cannot run on pip builds)."""
+def _tf_trt(src: Source, stage: Staging, report: Report, rep: np.ndarray | None,
+            x_val: np.ndarray, min_top1: float | None, int8: bool = True) -> None:
+    """TF-TRT SavedModel, INT8 (calibrated on `rep`) or FP16 (JetPack TensorFlow only;
+    cannot run on pip builds: kept this small, and untested here)."""
     import tensorflow as tf
     from tensorflow.python.compiler.tensorrt import trt_convert as trt
 
     saved = src.export_saved_model(stage.path / "_saved_model")
-    converter = trt.TrtGraphConverterV2(input_saved_model_dir=saved, precision_mode="INT8",
-                                        use_calibration=True)
-    call_tool("TF-TRT INT8 conversion",
-              lambda: converter.convert(calibration_input_fn=lambda: ([x[None]] for x in rep)))
+    precision = "INT8" if int8 else "FP16"
+    converter = trt.TrtGraphConverterV2(input_saved_model_dir=saved, precision_mode=precision,
+                                        use_calibration=int8)
+    calibrate = {"calibration_input_fn": lambda: ([x[None]] for x in rep)} if int8 else {}
+    call_tool(f"TF-TRT {precision} conversion", lambda: converter.convert(**calibrate))
     out = stage.path / "tftrt_saved_model"
     converter.save(str(out))
     fn = tf.saved_model.load(str(out)).signatures["serving_default"]
     y = np.concatenate([next(iter(fn(tf.constant(x[None])).values())).numpy() for x in x_val])
     report.artefacts["tftrt_saved_model"] = stage.final(out.name)
-    report.fidelity["tftrt_int8"] = metrics = compare(src.predict(x_val), y)
-    report.issues += check_top1("tftrt_int8", metrics, min_top1)
+    key = f"tftrt_{precision.lower()}"
+    report.fidelity[key] = metrics = compare(src.predict(x_val), y)
+    report.issues += check_top1(key, metrics, min_top1)
