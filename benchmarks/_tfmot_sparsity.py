@@ -1,4 +1,4 @@
-"""tfmot unstructured magnitude sparsity on a tf_keras copy of `tfm_fuse.models.residual_cnn`.
+"""tfmot unstructured magnitude sparsity on a tf_keras copy of `tfm_fuse.app.models.residual_cnn`.
 
 Run by `latency_vs_macs.py` in its own process (importing tensorflow-model-optimization sets
 `TF_USE_LEGACY_KERAS=1` in-process, which must never happen where tfm_fuse / Keras 3 runs).
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 
 def residual_cnn_tf_keras(input_shape, widths, classes=10):
-    """`tfm_fuse.models.residual_cnn(blocks_per_stage=1)`, layer for layer, in tf_keras."""
+    """`tfm_fuse.app.models.residual_cnn(blocks_per_stage=1)`, layer for layer, in tf_keras."""
     import tf_keras
     L = tf_keras.layers
 

@@ -1,11 +1,11 @@
 """Converter fidelity: every artefact's size and agreement with Keras, for three trained models.
 
 Models, trained here on the shipped digits so that top-1 agreement means something:
-- `thin ResNet`: the demo's model, `tfm_fuse.models.residual_cnn(widths=(32, 64, 128))` on
+- `thin ResNet`: the demo's model, `tfm_fuse.app.models.residual_cnn(widths=(32, 64, 128))` on
   28×28 digits, trained under FuPruner to half its MACs (the demo's schedule, without its
   `align=8` and accuracy guard), stripped and fused;
 - `MobileNetV2` and `ResNet50`: `keras.applications`, `weights=None`, 10 classes, digits as
-  32×32 RGB (`tfm_fuse.data.as_rgb`), BatchNorm statistics re-estimated after training.
+  32×32 RGB (`tfm_fuse.app.data.as_rgb`), BatchNorm statistics re-estimated after training.
 
 Each goes through `tfm_fuse.converters.convert_all` (Edge TPU int8 `.tflite`, Jetson FP32 +
 INT8 Q/DQ ONNX, OpenVINO FP16 IR — also run in OpenVINO 2022.3.2 when `python3.10` exists —
@@ -34,7 +34,7 @@ import tfm_fuse  # noqa: E402
 from tfm_fuse.callbacks import FuPruner  # noqa: E402
 from tfm_fuse.converters import convert_all  # noqa: E402
 from tfm_fuse.converters._ov_legacy import python310_available  # noqa: E402
-from tfm_fuse.models import reestimate_batchnorm  # noqa: E402
+from tfm_fuse.app.models import reestimate_batchnorm  # noqa: E402
 from tfm_fuse.pruning.updater import rate_for_macs  # noqa: E402
 from tfm_fuse.pruning.schedules import PolynomialDecay  # noqa: E402
 
@@ -56,7 +56,7 @@ def thin_resnet(x, y, epochs: int) -> keras.Model:
     """The demo's schedule (FuPruner during `fit`, half the MACs; unaligned, no accuracy
     guard), then `strip` and `fuse`."""
     keras.utils.set_random_seed(0)
-    model = tfm_fuse.models.residual_cnn(widths=(32, 64, 128))
+    model = tfm_fuse.app.models.residual_cnn(widths=(32, 64, 128))
     rate = rate_for_macs(model, 0.5)
     masked = tfm_fuse.prune(model, method="fupruner", rate=rate, scope="layer",
                             criterion="fused")
@@ -129,14 +129,14 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="artefact folder (default: a temporary one)")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="tfm_fuse_fidelity_"))
-    (x, y), (x_test, y_test) = tfm_fuse.data.load_mnist(n_train=8000, n_test=2000)
+    (x, y), (x_test, y_test) = tfm_fuse.app.data.load_mnist(n_train=8000, n_test=2000)
     rows, lines, start = [], [], time.time()
     for name in args.models:
         if name == "thin":
             name, model, data, held = "thin ResNet", thin_resnet(x, y, args.epochs), x, x_test
         else:
-            data = tfm_fuse.data.as_rgb(x, APPLICATION_SIZE)
-            held = tfm_fuse.data.as_rgb(x_test, APPLICATION_SIZE)
+            data = tfm_fuse.app.data.as_rgb(x, APPLICATION_SIZE)
+            held = tfm_fuse.app.data.as_rgb(x_test, APPLICATION_SIZE)
             model = application(name, data, y, args.epochs)
         logits = model.predict(held, verbose=0, batch_size=256)
         accuracy = float(np.mean(np.argmax(logits, -1) == y_test))

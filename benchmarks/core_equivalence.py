@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfm_fuse  # noqa: E402
-from tfm_fuse.models import randomize_weights as randomize  # noqa: E402
+from tfm_fuse.app.models import randomize_weights as randomize  # noqa: E402
 
 MODELS = ("ResNet50", "MobileNetV2", "EfficientNetB0", "DenseNet121")
 

@@ -55,7 +55,7 @@ def variants(n_train: int, batch: int):
 
 
 def measure(rounds: int, epochs: int, n_train: int, batch: int = 64) -> dict[str, list[float]]:
-    (x, y), _ = tfm_fuse.data.load_mnist(n_train=n_train, n_test=0)
+    (x, y), _ = tfm_fuse.app.data.load_mnist(n_train=n_train, n_test=0)
     runs = variants(n_train, batch)
     times: dict[str, list[float]] = {k: [] for k in runs}
     names = list(runs)

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 import tfm_fuse  # noqa: E402
 from tfm_fuse import callbacks, files  # noqa: E402
-from tfm_fuse.models import reestimate_batchnorm, residual_cnn  # noqa: E402
+from tfm_fuse.app.models import reestimate_batchnorm, residual_cnn  # noqa: E402
 
 HERE = Path(__file__).parent
 BATCH, LR = 64, 2e-3
@@ -67,9 +67,9 @@ def build(name: str) -> tuple[keras.Model, int]:
 
 
 def data(size: int):
-    (x, y), test = tfm_fuse.data.load_mnist(n_train=8000, n_test=2000)
+    (x, y), test = tfm_fuse.app.data.load_mnist(n_train=8000, n_test=2000)
     if size != 28:
-        x, test = tfm_fuse.data.as_rgb(x, size), (tfm_fuse.data.as_rgb(test[0], size), test[1])
+        x, test = tfm_fuse.app.data.as_rgb(x, size), (tfm_fuse.app.data.as_rgb(test[0], size), test[1])
     # whole batches only: TF 2.21's oneDNN can crash fit on a partial last batch
     n_fit = (len(x) - 1024) // BATCH * BATCH
     return (x[:n_fit], y[:n_fit]), (x[-1024:], y[-1024:]), test

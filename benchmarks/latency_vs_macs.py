@@ -1,8 +1,8 @@
 """Latency speed-up against MAC reduction, per runtime, for structured and unstructured pruning.
 
-One run, all cases timed side by side (`tfm_fuse.latency.compare`: interleaved rounds, batch 1,
+One run, all cases timed side by side (`tfm_fuse.app.latency.compare`: interleaved rounds, batch 1,
 one thread, median) on LiteRT int8 (full-integer), OpenVINO CPU, ONNX Runtime and LiteRT fp32,
-for a CIFAR-sized residual CNN (`tfm_fuse.models.residual_cnn`, 32×32×3, stage widths 64/128/256
+for a CIFAR-sized residual CNN (`tfm_fuse.app.models.residual_cnn`, 32×32×3, stage widths 64/128/256
 by default, random weights — latency does not depend on them) with about half its MACs removed:
 
 - baseline                 the unpruned model, fused (`tfm_fuse.fuse`)
@@ -48,7 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import tfm_fuse  # noqa: E402
-from tfm_fuse import latency  # noqa: E402
+from tfm_fuse.app import latency  # noqa: E402
 from tfm_fuse.pruning import updater  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -82,8 +82,8 @@ def stage_widths(model) -> tuple[int, ...]:
 
 def build_models(widths, macs_removed: float, shape: tuple) -> tuple[dict, dict, object]:
     """{case: fused Keras model}, {case: note}, and the unfused baseline."""
-    base = tfm_fuse.models.randomize_weights(
-        tfm_fuse.models.residual_cnn(input_shape=shape, widths=tuple(widths)), seed=0)
+    base = tfm_fuse.app.models.randomize_weights(
+        tfm_fuse.app.models.residual_cnn(input_shape=shape, widths=tuple(widths)), seed=0)
     models, notes = {"baseline": tfm_fuse.fuse(base)}, {"baseline": ""}
     for align in (None, 8):
         name = "fupruner" if align is None else f"fupruner align={align}"
@@ -102,8 +102,8 @@ def build_models(widths, macs_removed: float, shape: tuple) -> tuple[dict, dict,
     for name, source in (("hand-thinned", "fupruner align=8"),
                          ("hand-thinned unaligned", "fupruner")):
         thin = stage_widths(models[source])
-        hand = tfm_fuse.models.randomize_weights(
-            tfm_fuse.models.residual_cnn(input_shape=shape, widths=thin), seed=1)
+        hand = tfm_fuse.app.models.randomize_weights(
+            tfm_fuse.app.models.residual_cnn(input_shape=shape, widths=thin), seed=1)
         models[name] = tfm_fuse.fuse(hand)
         notes[name] = f"residual_cnn(widths={thin}), the widths of {source}"
     return models, notes, base

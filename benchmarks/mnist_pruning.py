@@ -63,7 +63,7 @@ def evaluate(model, test, reference_macs) -> dict:
 def run(epochs: int = 6, n_train: int = 8000, n_test: int = 2000, seed: int = 0,
         modes=("PA", "FA", "MA"), verbose: int = 0) -> list[dict]:
     """Train every variant and return rows (dicts) for the table."""
-    (x, y), test = tfm_fuse.data.load_mnist(n_train=n_train, n_test=n_test)
+    (x, y), test = tfm_fuse.app.data.load_mnist(n_train=n_train, n_test=n_test)
     # hold out ~10 % for validation, and keep the training part a whole number of batches:
     # TF 2.21's oneDNN kernels can crash fit on a partial last batch of narrow convolutions
     n_fit = max(64, int(0.9 * len(x)) // 64 * 64)

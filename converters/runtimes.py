@@ -1,5 +1,5 @@
 """The runtimes an artefact is checked and timed in — LiteRT, ONNX Runtime, OpenVINO — behind
-one small interface, so that the converters' fidelity checks and `tfm_fuse.latency` load and
+one small interface, so that the converters' fidelity checks and `tfm_fuse.app.latency` load and
 feed a model the same way.
 
 Each runtime opens a model file and offers two things: `outputs(x)` (float outputs for the

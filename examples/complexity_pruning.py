@@ -30,8 +30,8 @@ epochs, n_train, n_test = (1, 1024, 512) if args.quick else (args.epochs, 8000, 
 args.out.mkdir(parents=True, exist_ok=True)
 
 keras.utils.set_random_seed(0)
-(x, y), (x_test, y_test) = tfm_fuse.data.load_mnist(n_train=n_train, n_test=n_test)
-model = tfm_fuse.models.residual_cnn()
+(x, y), (x_test, y_test) = tfm_fuse.app.data.load_mnist(n_train=n_train, n_test=n_test)
+model = tfm_fuse.app.models.residual_cnn()
 # the same as tfm_fuse.prune(model, method="complexity", mode=..., target=...), plus the report
 thin, report = complexity_prune(model, mode=args.mode, target=args.target, seed=0)
 print(report)

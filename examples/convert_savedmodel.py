@@ -25,12 +25,12 @@ ap.add_argument("--out", type=Path, default=Path("convert_out"))
 ap.add_argument("--quick", action="store_true", help="tiny training and calibration (for tests)")
 args = ap.parse_args()
 n_train, n_val, epochs = (1024, 128, 1) if args.quick else (8000, 512, 3)
-(x, y), (x_val, _) = tfm_fuse.data.load_mnist(n_train=n_train, n_test=n_val)
+(x, y), (x_val, _) = tfm_fuse.app.data.load_mnist(n_train=n_train, n_test=n_val)
 
 path = args.saved_model
 if path is None:
     keras.utils.set_random_seed(0)
-    model = tfm_fuse.models.residual_cnn()
+    model = tfm_fuse.app.models.residual_cnn()
     model.compile(keras.optimizers.Adam(2e-3), metrics=["accuracy"],
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=64, epochs=epochs, verbose=2)

@@ -29,9 +29,9 @@ epochs, n_train, n_test = (3, 1024 + 256, 512) if args.quick else (args.epochs, 
 args.out.mkdir(parents=True, exist_ok=True)
 
 keras.utils.set_random_seed(0)
-(x, y), (x_test, y_test) = tfm_fuse.data.load_mnist(n_train=n_train, n_test=n_test)
+(x, y), (x_test, y_test) = tfm_fuse.app.data.load_mnist(n_train=n_train, n_test=n_test)
 n_fit = (n_train - n_train // 8) // 64 * 64  # the rest is the validation split
-model = tfm_fuse.models.residual_cnn()
+model = tfm_fuse.app.models.residual_cnn()
 masked = tfm_fuse.prune(model, method="fupruner", macs=args.macs, align=8)
 masked.compile(optimizer=keras.optimizers.Adam(2e-3), metrics=["accuracy"],
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

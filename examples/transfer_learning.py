@@ -37,8 +37,8 @@ args = ap.parse_args()
 epochs, n_train, n_test = (2, 768, 256) if args.quick else (args.epochs, 6144, 2000)
 args.out.mkdir(parents=True, exist_ok=True)
 
-(x, y), (x_test, y_test) = tfm_fuse.data.load_mnist(n_train=n_train, n_test=n_test)
-x, x_test = (tfm_fuse.data.as_rgb(a, 32) * 255.0 for a in (x, x_test))  # RGB in [0, 255]
+(x, y), (x_test, y_test) = tfm_fuse.app.data.load_mnist(n_train=n_train, n_test=n_test)
+x, x_test = (tfm_fuse.app.data.as_rgb(a, 32) * 255.0 for a in (x, x_test))  # RGB in [0, 255]
 
 base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3))
 inputs = keras.Input((32, 32, 3))

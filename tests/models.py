@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfm_fuse.models import randomize_weights
+from tfm_fuse.app.models import randomize_weights
 
 L = keras.layers
 

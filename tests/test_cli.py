@@ -14,7 +14,7 @@ import tfm_fuse
 def run(*args, cwd):
     """Run the installed `tfm-fuse` command; returns (exit code, stdout, stderr)."""
     exe = [sys.executable, "-c", "import sys; sys.argv[0] = 'tfm-fuse'; "
-           "from tfm_fuse.cli import main; sys.exit(main())", *args]
+           "from tfm_fuse.app.cli import main; sys.exit(main())", *args]
     p = subprocess.run(exe, cwd=cwd, capture_output=True, text=True, timeout=600)
     return p.returncode, p.stdout, p.stderr
 
@@ -22,8 +22,8 @@ def run(*args, cwd):
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
-    model = tfm_fuse.models.residual_cnn(input_shape=(16, 16, 1), widths=(8, 16))
-    tfm_fuse.models.randomize_weights(model)
+    model = tfm_fuse.app.models.residual_cnn(input_shape=(16, 16, 1), widths=(8, 16))
+    tfm_fuse.app.models.randomize_weights(model)
     model.save(folder / "m.keras")
     np.save(folder / "calib.npy", np.random.default_rng(0).uniform(size=(16, 16, 16, 1))
             .astype("float32"))
@@ -113,7 +113,7 @@ def test_subclassed_model_file_is_refused(model_file):
     m.save(model_file / "sub.keras")
     exe = [sys.executable, "-c", "import sys; from tfm_fuse._quiet import quiet_native_logs\n"
            "with quiet_native_logs(): import cli_sub\n"
-           "from tfm_fuse.cli import main; sys.exit(main())", "profile", "sub.keras"]
+           "from tfm_fuse.app.cli import main; sys.exit(main())", "profile", "sub.keras"]
     p = subprocess.run(exe, cwd=model_file, capture_output=True, text=True, timeout=600)
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert p.returncode == 1 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
@@ -147,7 +147,7 @@ def test_hints_name_flags_not_python_arguments(model_file):
     (model_file / "taken" / "onnx").mkdir(exist_ok=True)
     code, _, err = run("convert", "m.keras", "--target", "onnx", "--out", "taken", cwd=model_file)
     assert code == 1 and "--overwrite" in err and "overwrite=True" not in err, err
-    from tfm_fuse.cli import in_cli_terms
+    from tfm_fuse.app.cli import in_cli_terms
 
     assert in_cli_terms("failed (pass keep_failed=True to keep it)") == \
         "failed (pass --keep-failed to keep it)"

@@ -10,13 +10,13 @@ from tfm_fuse.errors import ConfigError
 
 
 def _data():
-    (x, y), _ = tfm_fuse.data.load_mnist(n_train=512, n_test=0)
+    (x, y), _ = tfm_fuse.app.data.load_mnist(n_train=512, n_test=0)
     return x, y
 
 
 def test_the_pruning_guide_runs_on_a_keras3_model(tmp_path):
     x, y = _data()
-    model = tfm_fuse.models.residual_cnn(widths=(8, 16), blocks_per_stage=1)
+    model = tfm_fuse.app.models.residual_cnn(widths=(8, 16), blocks_per_stage=1)
     batch_size, epochs = 64, 3
     end_step = int(np.ceil(len(x) / batch_size)) * epochs // 2
 
@@ -49,6 +49,6 @@ def test_the_pruning_guide_runs_on_a_keras3_model(tmp_path):
 
 
 def test_element_wise_options_are_refused_by_name():
-    model = tfm_fuse.models.residual_cnn(widths=(8,), blocks_per_stage=1)
+    model = tfm_fuse.app.models.residual_cnn(widths=(8,), blocks_per_stage=1)
     with pytest.raises(ConfigError, match=r"\['block_size'\] describe element-wise sparsity"):
         tfmot.sparsity.keras.prune_low_magnitude(model, block_size=(1, 4))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tfm_fuse.demo import run_demo
+from tfm_fuse.app.demo import run_demo
 
 
 @pytest.mark.slow

@@ -218,7 +218,7 @@ def test_cli_reads_every_bad_file_in_one_line(tmp_path, command):
     bad = tmp_path / "m.keras"
     bad.write_text("not a model")
     args = [command[0], str(bad), *command[1:]]
-    proc = subprocess.run([sys.executable, "-m", "tfm_fuse.cli", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tfm_fuse.app.cli", *args], capture_output=True,
                           text=True, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "zip archive" in proc.stderr, proc.stderr

@@ -7,7 +7,7 @@ from keras import layers as L
 
 import tfm_fuse
 from tfm_fuse.fusion import plan, same_padding
-from tfm_fuse.models import randomize_weights as randomize
+from tfm_fuse.app.models import randomize_weights as randomize
 
 
 def assert_equivalent(a, b, x, tol=1e-4):

@@ -127,7 +127,7 @@ def test_importing_tfm_fuse_changes_no_process_state():
     import sys
 
     code = ("import os, sys; sys.argv[0] = 'tfm-fuse'; env = dict(os.environ); "
-            "fd = os.readlink('/proc/self/fd/2'); import tfm_fuse, tfm_fuse.cli; "
+            "fd = os.readlink('/proc/self/fd/2'); import tfm_fuse, tfm_fuse.app.cli; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
             "assert os.readlink('/proc/self/fd/2') == fd and dict(os.environ) == env; "
             "assert sys.stderr is sys.__stderr__; "
@@ -144,7 +144,7 @@ def test_a_masked_model_loads_in_a_fresh_process(tmp_path):
 
     import tfm_fuse
 
-    masked = tfm_fuse.prune(tfm_fuse.models.residual_cnn(input_shape=(16, 16, 1), widths=(8,)),
+    masked = tfm_fuse.prune(tfm_fuse.app.models.residual_cnn(input_shape=(16, 16, 1), widths=(8,)),
                             method="fupruner", macs=0.3)
     masked.save(tmp_path / "masked.keras")
     code = ("import keras, tfm_fuse; m = keras.models.load_model(%r); "

@@ -1,11 +1,11 @@
-"""Helpers in tfm_fuse.models and tfm_fuse.data used by the benchmarks and slow tests."""
+"""Helpers in tfm_fuse.app.models and tfm_fuse.app.data used by the benchmarks and slow tests."""
 
 import keras
 import numpy as np
 import pytest
 
 import tfm_fuse
-from tfm_fuse.models import reestimate_batchnorm
+from tfm_fuse.app.models import reestimate_batchnorm
 
 
 def test_reestimate_batchnorm_sets_the_data_statistics():
@@ -35,8 +35,8 @@ def test_reestimate_batchnorm_refuses_empty_data():
 
 
 def test_as_rgb_shape_and_range():
-    (x, _), _ = tfm_fuse.data.load_mnist(n_train=16, n_test=0)
-    rgb = tfm_fuse.data.as_rgb(x, 32)
+    (x, _), _ = tfm_fuse.app.data.load_mnist(n_train=16, n_test=0)
+    rgb = tfm_fuse.app.data.as_rgb(x, 32)
     assert rgb.shape == (16, 32, 32, 3) and rgb.dtype == np.float32
     assert rgb.min() >= -1.0 - 1e-6 and rgb.max() <= 1.0 + 1e-6
     np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 import tfm_fuse
-from tfm_fuse.models import randomize_weights, reestimate_batchnorm
+from tfm_fuse.app.models import randomize_weights, reestimate_batchnorm
 
 L = keras.layers
 
@@ -184,8 +184,8 @@ ALL = {**{name: (lambda n=name: application(n)) for name in APPLICATIONS}, **EXA
 
 def digits(shape: tuple, n: int) -> np.ndarray:
     """`n` shipped digits at `shape` (H, W, C), values in [0, 255]."""
-    (x, _), _ = tfm_fuse.data.load_mnist(n_train=n, n_test=0)
-    x = tfm_fuse.data.as_rgb(x, shape[0]) * 255.0
+    (x, _), _ = tfm_fuse.app.data.load_mnist(n_train=n, n_test=0)
+    x = tfm_fuse.app.data.as_rgb(x, shape[0]) * 255.0
     if shape[1] != shape[0]:
         x = keras.ops.convert_to_numpy(keras.ops.image.resize(x, shape[:2]))
     return x[..., :shape[2]].astype("float32")

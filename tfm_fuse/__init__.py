@@ -30,9 +30,8 @@ _EXPORTS = {
     "PruneWrapper": "tfm_fuse.pruning", "prune": "tfm_fuse.pruning", "wrap": "tfm_fuse.pruning",
     "strip": "tfm_fuse.pruning.stripping",
 }
-_SUBMODULES = ("callbacks", "converters", "data", "files", "fusion", "graph", "models",
-               "pruning", "rules", "nesting", "rebuild", "complexity", "latency", "validation",
-               "errors", "demo", "cli")
+_SUBMODULES = ("callbacks", "converters", "files", "fusion", "graph", "pruning", "rules",
+               "nesting", "rebuild", "complexity", "validation", "errors", "compat", "app")
 
 
 def __getattr__(name: str):

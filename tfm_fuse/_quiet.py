@@ -1,7 +1,7 @@
 """Keep the tools' log lines out of the user's terminal: the command's, and each library call's.
 
 TensorFlow prints CUDA and oneDNN notices from C++ (file descriptor 2) at import time, before any
-setting can stop them. The command line (`tfm_fuse.cli.main`) enters `quiet_native_logs`
+setting can stop them. The command line (`tfm_fuse.app.cli.main`) enters `quiet_native_logs`
 before anything imports TensorFlow (`import tfm_fuse` does not): file descriptor 2 goes to
 /dev/null while Python's `sys.stderr` keeps writing to the real stderr, so our own errors,
 warnings and tracebacks still show, and both are restored when the command returns. `TFM_FUSE_TF_LOGS=1` keeps TensorFlow's lines. Importing the library changes nothing.

@@ -52,9 +52,9 @@ class _HeldOut(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_the_two_line_default_call_does_not_collapse():
     """`prune(m, method="fupruner")` + `FuPruner()` with every default, as the README shows."""
-    (x, y), (xt, yt) = tfm_fuse.data.load_mnist(n_train=4096 + 512, n_test=1000)
+    (x, y), (xt, yt) = tfm_fuse.app.data.load_mnist(n_train=4096 + 512, n_test=1000)
     keras.utils.set_random_seed(0)
-    model = tfm_fuse.models.residual_cnn(widths=(16, 32))  # unpruned, this recipe: 0.88
+    model = tfm_fuse.app.models.residual_cnn(widths=(16, 32))  # unpruned, this recipe: 0.88
     masked = tfm_fuse.prune(model, method="fupruner")
     masked.compile(optimizer=keras.optimizers.Adam(2e-3), metrics=["accuracy"],
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -41,7 +41,7 @@ def _size(path):
 def mnist():
     # 2000 training images give a ~91 % model whose low-margin digits flip under int8 (98-99 %
     # agreement); 8000 give ~97-98 %, the kind of trained model the 99 % bar is meant for.
-    return tfm_fuse.data.load_mnist(n_train=8000, n_test=2000)
+    return tfm_fuse.app.data.load_mnist(n_train=8000, n_test=2000)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,8 @@ def _application(name: str, mnist):
     from converter_fidelity import APPLICATION_SIZE, application
 
     (x, y), (x_test, _) = mnist
-    data = tfm_fuse.data.as_rgb(x, APPLICATION_SIZE)
-    return application(name, data, y, epochs=6), data, tfm_fuse.data.as_rgb(x_test,
+    data = tfm_fuse.app.data.as_rgb(x, APPLICATION_SIZE)
+    return application(name, data, y, epochs=6), data, tfm_fuse.app.data.as_rgb(x_test,
                                                                              APPLICATION_SIZE)
 
 

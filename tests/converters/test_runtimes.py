@@ -32,7 +32,7 @@ def test_each_runtime_computes_the_keras_outputs(artefacts, tiny_model, tiny_dat
 
 
 def test_latency_times_through_the_same_runtimes(artefacts):
-    from tfm_fuse import latency
+    from tfm_fuse.app import latency
 
     table = latency.compare({"tiny": artefacts}, runs=5, rounds=1, progress=False)
     assert set(table["tiny"]) == set(artefacts) and all(v > 0 for v in table["tiny"].values())

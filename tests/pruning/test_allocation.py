@@ -100,7 +100,7 @@ def test_rate_for_macs_lands_on_the_nearest_step(align):
     from tfm_fuse.pruning.updater import MaskUpdater, rate_for_macs
 
     target = 0.48
-    model = tfm_fuse.models.residual_cnn(input_shape=(16, 16, 3), widths=(32, 64, 128))
+    model = tfm_fuse.app.models.residual_cnn(input_shape=(16, 16, 3), widths=(32, 64, 128))
     rate = rate_for_macs(model, target, align=align)
     updater = MaskUpdater(tfm_fuse.prune(model, method="fupruner"), criterion="l2",
                           scope="layer", align=align, zero_masked=False)

@@ -7,7 +7,7 @@ models to the Edge TPU, Jetson, OpenVINO and ONNX targets, times them side by si
 OpenVINO and ONNX Runtime, and prints one table. Reports, models and plots go to `out`.
 
 Example:
-    >>> from tfm_fuse.demo import run_demo
+    >>> from tfm_fuse.app.demo import run_demo
     >>> rows = run_demo(Path("out"), epochs=2, n_train=2000, runs=50)
 """
 
@@ -24,11 +24,12 @@ import keras
 import numpy as np
 
 import tfm_fuse
-from tfm_fuse import callbacks, files, latency
+from tfm_fuse import callbacks, files
+from tfm_fuse.app import latency
 from tfm_fuse.converters import convert_all
-from tfm_fuse.data import load_mnist
+from tfm_fuse.app.data import load_mnist
 from tfm_fuse.errors import ConfigError
-from tfm_fuse.models import residual_cnn
+from tfm_fuse.app.models import residual_cnn
 from tfm_fuse.pruning.methods import validate_rate
 
 _VERBOSE = 1 if sys.stdout.isatty() else 2  # Keras's progress bar on a terminal, a line per epoch in logs

@@ -1,7 +1,7 @@
 """Small real data shipped with tfm_fuse (MNIST test set, CC BY-SA 3.0, Y. LeCun and C. Cortes).
 
 Example:
-    >>> (x_train, y_train), (x_test, y_test) = tfm_fuse.data.load_mnist(n_train=2000, n_test=500)
+    >>> (x_train, y_train), (x_test, y_test) = tfm_fuse.app.data.load_mnist(n_train=2000, n_test=500)
     >>> x_train.shape
     (2000, 28, 28, 1)
 """

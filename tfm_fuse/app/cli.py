@@ -166,7 +166,7 @@ def cmd_bench(args) -> int:
 
     import numpy as np
 
-    from tfm_fuse import latency
+    from tfm_fuse.app import latency
 
     runtimes = tuple(args.runtimes)
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +186,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from tfm_fuse.demo import run_demo
+    from tfm_fuse.app.demo import run_demo
 
     out = Path(args.out)
     if args.epochs < 2:

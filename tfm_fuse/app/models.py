@@ -1,7 +1,7 @@
 """Small reference models: the residual CNN the demo, examples and benchmarks use.
 
 Example:
-    >>> model = tfm_fuse.models.residual_cnn(input_shape=(28, 28, 1), widths=(16, 32, 64))
+    >>> model = tfm_fuse.app.models.residual_cnn(input_shape=(28, 28, 1), widths=(16, 32, 64))
 """
 
 from __future__ import annotations
