@@ -273,6 +273,41 @@ def random_inputs(src: Source, n: int = 8, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((n, *src.input_shape[1:])).astype(src.input_dtype)
 
 
+@dataclass
+class Prepared:
+    """What every converter starts from: the loaded model, its calibration and validation
+    inputs, and the report begun with what loading changed."""
+
+    src: Source
+    rep: np.ndarray | None
+    x_val: np.ndarray
+    report: Any
+
+
+def prepare(model: ModelLike, out_dir: str | os.PathLike, *, target: str, overwrite: bool,
+            validation_data: Any = None, representative_data: Any = None,
+            needs_calibration: bool = False, max_samples: int = 500) -> Prepared:
+    """The converters' shared first steps, in order: the destination checked (before any
+    work), the model loaded, the calibration inputs required and sampled, the report begun,
+    the validation inputs picked (the calibration inputs or seeded random ones when none).
+
+    Raises:
+        ConfigError: an existing destination without `overwrite`, a bad model, missing or
+            malformed calibration or validation inputs.
+    """
+    from tfm_fuse.converters.report import Report
+
+    files.check_destination(out_dir, overwrite=overwrite)
+    src = load_source(model)
+    if needs_calibration:
+        require_calibration(representative_data, target)
+    rep = None if representative_data is None else sample_array(
+        representative_data, src, what="representative_data", max_samples=max_samples)
+    report = Report(target=target, notes=list(src.notes))
+    x_val = pick_validation(src, validation_data, rep, report.notes)
+    return Prepared(src, rep, x_val, report)
+
+
 def pick_validation(src: Source, validation_data: Any, representative: np.ndarray | None,
                     notes: list[str], n: int = 64, max_validation: int = 2000) -> np.ndarray:
     """Validation inputs: `validation_data` (up to `max_validation` samples), else the first

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tfm_fuse._quiet import quiet_tools
-from tfm_fuse.converters import boards, edgetpu, onnx, openvino, tensorrt
-from tfm_fuse.converters.boards import DEFAULT_JETSON
-from tfm_fuse.converters._source import require_calibration
+from tfm_fuse.converters import boards
+from tfm_fuse.converters._source import load_source, require_calibration
 from tfm_fuse.converters.report import Report
+from tfm_fuse.converters.targets import TARGETS as TARGET_TABLE
 from tfm_fuse.errors import ConfigError, ConversionError, OutputError
 from tfm_fuse.files import check_destination
 
-TARGETS = ("edgetpu", "jetson", "openvino", "onnx")
-INT8_TARGETS = ("edgetpu", "jetson")  # need representative_data (calibration inputs)
+TARGETS = tuple(TARGET_TABLE)  # ("edgetpu", "jetson", "openvino", "onnx")
 
 
 @quiet_tools
@@ -29,7 +28,8 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
                 validation_data: Any = None, targets: tuple[str, ...] = TARGETS,
                 overwrite: bool = False, keep_failed: bool = False,
                 legacy_openvino: bool = False, min_top1: float | None = 0.99,
-                jetson_board: str = DEFAULT_JETSON, ncs_board: str = "ncs2") -> dict[str, Report]:
+                jetson_board: str = boards.DEFAULT_JETSON,
+                ncs_board: str = "ncs2") -> dict[str, Report]:
     """Convert `model` for each of `targets` into `out_dir/<target>`.
 
     Args:
@@ -61,27 +61,25 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
             without `overwrite`), before anything is converted.
     """
     out = Path(out_dir)
-    common = {"validation_data": validation_data, "overwrite": overwrite, "keep_failed": keep_failed}
-    int8 = {"representative_data": representative_data, "min_top1": min_top1, **common}
-    makers = {
-        "edgetpu": lambda: edgetpu.convert(model, out / "edgetpu", **int8),
-        "jetson": lambda: tensorrt.convert(model, out / "jetson", board=jetson_board, **int8),
-        "openvino": lambda: openvino.convert(model, out / "openvino", legacy_runtime=legacy_openvino,
-                                             min_top1=min_top1, board=ncs_board, **common),
-        "onnx": lambda: onnx.convert(model, out / "onnx", **common),
-    }
-    unknown = [t for t in targets if t not in makers]
+    options = {"representative_data": representative_data, "validation_data": validation_data,
+               "overwrite": overwrite, "keep_failed": keep_failed, "min_top1": min_top1,
+               "legacy_openvino": legacy_openvino, "jetson_board": jetson_board,
+               "ncs_board": ncs_board}
+    unknown = [t for t in targets if t not in TARGET_TABLE]
     if unknown:
         raise ConfigError(f"Unknown target(s) {unknown}. Accepted: {list(TARGETS)}")
     for target in targets:  # shared mistakes first: nothing converted, nothing half done
         check_destination(out / target, overwrite=overwrite)
+    # the model is loaded once for every target (a .keras file or SavedModel read once)
+    source = load_source(model).model if isinstance(model, (str, os.PathLike)) else model
     reports = {}
-    for target in targets:
+    for name in targets:
+        target = TARGET_TABLE[name]
         try:
-            if target in INT8_TARGETS and (target != "jetson" or boards.jetson_board(
-                    jetson_board).int8):
-                require_calibration(representative_data, target)
-            reports[target] = makers[target]()
+            if target.needs_calibration(**options):
+                require_calibration(representative_data, name)
+            kwargs = {arg: options[key] for arg, key in target.options.items()}
+            reports[name] = target.convert(source, out / name, **kwargs)
         except (ConversionError, ConfigError, OutputError) as e:  # this target only: the rest go on
-            reports[target] = Report(target=target, ok=False, issues=[str(e)])
+            reports[name] = Report(target=name, ok=False, issues=[str(e)])
     return reports

@@ -23,10 +23,8 @@ from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import _edgetpu_ops, runtimes
 from tfm_fuse.converters._edgetpu_rewrite import board_compatible, keras_for_board
 from tfm_fuse.converters._fidelity import check_top1, compare
-from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
-)
-from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters._source import ModelLike, Source, call_tool, prepare
+from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError
 
@@ -71,13 +69,10 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
     """
     if io_dtype not in ("uint8", "int8"):
         raise ConfigError(f"io_dtype must be 'uint8' or 'int8'. Received: io_dtype={io_dtype!r}")
-    check_destination(out_dir, overwrite=overwrite)
-    src = load_source(model)
-    require_calibration(representative_data, "edgetpu")
-    rep = sample_array(representative_data, src, what="representative_data",
-                       max_samples=max_samples)
-    report = Report(target="edgetpu", notes=list(src.notes))
-    x_val = pick_validation(src, validation_data, rep, report.notes)
+    start = prepare(model, out_dir, target="edgetpu", overwrite=overwrite,
+                    validation_data=validation_data, representative_data=representative_data,
+                    needs_calibration=True, max_samples=max_samples)
+    src, rep, x_val, report = start.src, start.rep, start.x_val, start.report
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         tflite = stage.path / TFLITE_NAME
         board_model, rewrites = keras_for_board(src.model)  # validated against src.model

@@ -23,10 +23,8 @@ import numpy as np
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import runtimes
 from tfm_fuse.converters._fidelity import check_float, compare
-from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, load_source, pick_validation,
-)
-from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters._source import ModelLike, Source, call_tool, prepare
+from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError
 from tfm_fuse.validation import check_positive_int
@@ -64,14 +62,13 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, opset: int = 17,
     check_opset(opset)
     if batch is not None:
         batch = check_positive_int(batch, "batch")
-    check_destination(out_dir, overwrite=overwrite)
-    src = load_source(model)
-    notes = list(src.notes) if batch is not None else \
-        [n for n in src.notes if n != src.batch_note] + [
+    start = prepare(model, out_dir, target="onnx", overwrite=overwrite,
+                    validation_data=validation_data)
+    src, x_val, report = start.src, start.x_val, start.report
+    if batch is None:  # kept dynamic: the note that says it was fixed does not apply
+        report.notes = [n for n in report.notes if n != src.batch_note] + [
             f"Input '{src.input_name}': batch dimension kept dynamic (pass batch=1 for the "
             "static shape edge runtimes need)."]
-    report = Report(target="onnx", notes=notes)
-    x_val = pick_validation(src, validation_data, None, report.notes)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         add_fp32(src, stage, report, opset, x_val, max_rel_error, batch=batch)
         report.ok = not report.issues

@@ -30,10 +30,8 @@ import numpy as np
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import _myriad_layers, runtimes
 from tfm_fuse.converters._fidelity import check_float, check_fp16, check_top1, compare, fp16_floor
-from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, load_source, pick_validation,
-)
-from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters._source import ModelLike, Source, call_tool, prepare
+from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError
 
@@ -83,10 +81,9 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, board: str = "ncs2"
     if board not in ("ncs2", "ncs"):
         raise ConfigError(f"Unknown Neural Compute Stick board {board!r}. Accepted: 'ncs2' "
                           "(Myriad X), 'ncs' (the first stick, Myriad 2).")
-    check_destination(out_dir, overwrite=overwrite)
-    src = load_source(model)
-    report = Report(target="openvino", notes=list(src.notes))
-    x_val = pick_validation(src, validation_data, None, report.notes)
+    start = prepare(model, out_dir, target="openvino", overwrite=overwrite,
+                    validation_data=validation_data)
+    src, x_val, report = start.src, start.x_val, start.report
     if board == "ncs":
         with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
             _ncs(src, stage, report, x_val, max_rel_error, min_top1)

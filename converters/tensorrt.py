@@ -35,10 +35,8 @@ import numpy as np
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import onnx as onnx_conv
 from tfm_fuse.converters._fidelity import check_top1, compare
-from tfm_fuse.converters._source import (
-    ModelLike, Source, call_tool, load_source, require_calibration, pick_validation, sample_array,
-)
-from tfm_fuse.converters._staging import Staging, check_destination
+from tfm_fuse.converters._source import ModelLike, Source, call_tool, prepare
+from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.boards import DEFAULT_JETSON, JetsonBoard, jetson_board
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError, ConversionError
@@ -102,18 +100,14 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, board: str = DEFAUL
     if calibration not in CALIBRATIONS:
         raise ConfigError(f"calibration must be one of {sorted(CALIBRATIONS)}. Received: "
                           f"calibration={calibration!r}")
-    check_destination(out_dir, overwrite=overwrite)
-    src = load_source(model)
-    if profile.int8:
-        require_calibration(representative_data, "jetson")
-    rep = None if representative_data is None else sample_array(
-        representative_data, src, what="representative_data", max_samples=max_samples)
-    report = Report(target="jetson", notes=list(src.notes))  # the board, as in the CLI
+    start = prepare(model, out_dir, target="jetson", overwrite=overwrite,
+                    validation_data=validation_data, representative_data=representative_data,
+                    needs_calibration=profile.int8, max_samples=max_samples)
+    src, rep, x_val, report = start.src, start.rep, start.x_val, start.report
     report.details["board"] = profile.as_dict()
     report.notes.append(f"Board {profile.name}: JetPack {profile.jetpack}, TensorRT "
                         f"{profile.tensorrt} (ONNX opset <= {profile.max_opset}), {profile.gpu}"
                         f" -> {'INT8 Q/DQ and FP16' if profile.int8 else 'FP16'} engines.")
-    x_val = pick_validation(src, validation_data, rep, report.notes)
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         if has_tf_trt():
             _tf_trt(src, stage, report, rep, x_val, min_top1, int8=profile.int8)

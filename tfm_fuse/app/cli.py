@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from tfm_fuse.converters import TARGETS  # cheap: toolchains load inside convert()
-from tfm_fuse.converters.boards import DEFAULT_JETSON, JETSON_BOARDS, jetson_board
+from tfm_fuse.converters.boards import DEFAULT_JETSON, JETSON_BOARDS
+from tfm_fuse.converters.targets import TARGETS as TARGET_TABLE
 from tfm_fuse.errors import TfmFuseError
 
 
@@ -140,7 +141,8 @@ def cmd_convert(args) -> int:
 
     targets = TARGETS if args.target == "all" else (args.target,)
     calibration = None
-    needs = args.target == "edgetpu" or (args.target == "jetson" and jetson_board(args.board).int8)
+    needs = args.target != "all" and TARGET_TABLE[args.target].needs_calibration(
+        jetson_board=args.board)
     if args.calibration is not None or needs:
         calibration = _calibration(args.calibration, args.target)
     # --target all without --calibration: the float targets are converted, the int8 ones

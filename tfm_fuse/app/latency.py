@@ -28,23 +28,20 @@ def export(model, out_dir: Path, representative_data, *, runtimes=RUNTIMES) -> d
     """Convert `model` for timing (no accuracy bars); returns runtime -> artefact path."""
     from tfm_fuse.converters import convert_all
 
-    targets = tuple(t for t, rts in _TARGET_RUNTIMES.items() if set(rts) & set(runtimes))
+    from tfm_fuse.converters.targets import TARGETS
+
+    targets = tuple(t.name for t in TARGETS.values() if t.timed and t.timed[0] in runtimes)
     reports = convert_all(model, out_dir, representative_data=representative_data,
                           targets=targets, overwrite=True, keep_failed=True)
     return timed_artefacts(model, reports, out_dir, runtimes=runtimes)
 
 
-_TARGET_RUNTIMES = {"edgetpu": ("litert_int8",), "openvino": ("openvino_cpu",),
-                    "onnx": ("onnxruntime",)}
-
-
 def timed_artefacts(model, reports: dict, out_dir: Path, *, runtimes=RUNTIMES) -> dict[str, str]:
     """The artefact each runtime times, from `convert_all` reports (+ an fp32 `.tflite`)."""
-    found = {
-        "litert_int8": reports.get("edgetpu") and reports["edgetpu"].artefacts.get("tflite_int8"),
-        "openvino_cpu": reports.get("openvino") and reports["openvino"].artefacts.get("openvino_xml"),
-        "onnxruntime": reports.get("onnx") and reports["onnx"].artefacts.get("onnx_fp32"),
-    }
+    from tfm_fuse.converters.targets import TARGETS
+
+    found = {t.timed[0]: reports[t.name].artefacts.get(t.timed[1])
+             for t in TARGETS.values() if t.timed and t.name in reports}
     paths = {rt: str(p) for rt, p in found.items() if p and rt in runtimes}
     if "litert_fp32" in runtimes:
         paths["litert_fp32"] = _tflite_fp32(model, Path(out_dir) / "model_fp32.tflite")
