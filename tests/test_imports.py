@@ -93,6 +93,19 @@ def test_import_graph_is_acyclic():
     assert cycles(graph) == []
 
 
+def test_the_core_imports_none_of_the_application():
+    """`tfm_fuse/app/` (CLI, demo, latency, the demo's model, the shipped data) sits on top of
+    the library: nothing outside it imports it (module level or inside a function)."""
+    graph = import_graph()
+    assert "tfm_fuse.app.cli" in graph and "tfm_fuse.app.data" in graph
+    def in_app(name: str) -> bool:
+        return name == "tfm_fuse.app" or name.startswith("tfm_fuse.app.")
+
+    core = {m: deps for m, deps in graph.items() if not in_app(m)}
+    leaks = {m: sorted(d for d in deps if in_app(d)) for m, deps in core.items()}
+    assert {m: d for m, d in leaks.items() if d} == {}
+
+
 def test_the_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

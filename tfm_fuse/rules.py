@@ -110,6 +110,7 @@ class Rule:
     size_key: str | None = None  # config key holding the number of output channels
     config_channels: bool = False  # the config names a channel count even without weights
     call_channels: bool = False    # the call's arguments name channel positions (`cut_arguments`)
+    wrappable: bool = False  # filters a `PruneWrapper` can mask (mixing and depthwise layers)
 
     def flow(self, layer, ins: list[np.ndarray], ctx: FlowContext) -> list[np.ndarray]:
         return [ins[0]]
@@ -349,6 +350,8 @@ class ConcatenateRule(PassThrough):
 class MixingRule(Rule):
     """A layer whose weights map input channels to new output channels (Conv, Dense)."""
 
+    wrappable = True
+
     def flow(self, layer, ins, ctx):
         return [ctx.fresh(int(getattr(layer, self.size_key)))]
 
@@ -416,6 +419,8 @@ class ConvTransposeRule(ConvRule):
 @rule_for(layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 class DepthwiseRule(PerChannel):
     """Channels pass through one filter each (depth_multiplier=1); a larger multiplier is pinned."""
+
+    wrappable = True
 
     def weight_axes(self, layer):
         return (WeightAxis("kernel", -2, "in"), WeightAxis("bias", 0, "in", layer.depth_multiplier))

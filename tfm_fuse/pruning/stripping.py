@@ -89,6 +89,6 @@ def _cut(graph: ModelGraph, node, dropped: np.ndarray, builder: Builder) -> kera
     if not isinstance(layer, PruneWrapper) and not (
             rule and (rule.weight_axes(layer) or rule.config_channels)):
         return builder.copy(layer)  # weights without channel axes (pinned layers)
-    inner = layer.layer if isinstance(layer, PruneWrapper) else layer
+    inner = rule.inner(layer)  # a wrapper's rule gives the wrapped layer
     config, weights = rule.cut(layer, keep_in, keep_out)
     return builder.make(type(inner), config, weights)

@@ -20,9 +20,6 @@ import numpy as np
 from tfm_fuse import rules
 from tfm_fuse.errors import UnsupportedLayerError
 
-WRAPPABLE = (rules.MixingRule, rules.DepthwiseRule)
-
-
 @keras.saving.register_keras_serializable(package="tfm_fuse")
 class PruneWrapper(keras.layers.Wrapper):
     """Applies channel masks to the weights of a Conv / Dense / Depthwise / Separable layer.
@@ -41,7 +38,7 @@ class PruneWrapper(keras.layers.Wrapper):
 
     def __init__(self, layer, soft: bool = True, pruning_options: dict | None = None, **kwargs):
         rule = rules.get_rule(layer)
-        if not isinstance(rule, WRAPPABLE):
+        if not getattr(rule, "wrappable", False):
             raise UnsupportedLayerError(
                 getattr(layer, "name", str(layer)),
                 f"{type(layer).__name__} has no filters to mask; PruneWrapper wraps "

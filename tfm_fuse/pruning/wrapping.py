@@ -15,7 +15,7 @@ import keras
 from tfm_fuse import rules
 from tfm_fuse.errors import ConfigError, UnsupportedModelError
 from tfm_fuse.graph import ModelGraph, analyze
-from tfm_fuse.pruning.wrapper import WRAPPABLE, PruneWrapper
+from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.rebuild import rebuild
 
 
@@ -27,7 +27,7 @@ def prunable_layers(graph: ModelGraph) -> list[str]:
             continue
         for name, _ in group.members:
             layer = graph.model.get_layer(name)
-            if isinstance(layer, PruneWrapper) or isinstance(rules.get_rule(layer), WRAPPABLE):
+            if isinstance(layer, PruneWrapper) or getattr(rules.get_rule(layer), "wrappable", False):
                 if name not in names:
                     names.append(name)
     return names
