@@ -18,6 +18,9 @@ SCRIPT = textwrap.dedent("""
     edgetpu.convert(model, "etpu", representative_data=calibration, min_top1=None)
     tensorrt.convert(model, "jetson", representative_data=calibration, min_top1=None)
     os.write(2, b"MARK fd2 after\\n")                 # the descriptor is restored
+    from tfm_fuse._quiet import quiet_tools
+    quiet_tools(lambda: (print("MARK python stderr inside", file=sys.stderr),
+                         os.write(2, b"MARK native inside\\n")))()
     logging.warning("MARK user warning")             # the user's own logging still works
     print("handlers", len(logging.getLogger().handlers), "filters",
           len(logging.getLogger().filters))
@@ -37,4 +40,6 @@ def test_converters_print_no_tool_chatter_and_restore_the_process(tmp_path):
     for chatter in ("fully_quantize", "XNNPACK", "Please consider", "inference_type"):
         assert chatter not in after, after
     assert "MARK fd2 after" in after and "WARNING:root:MARK user warning" in after, after
+    # inside a quiet call: Python's own stderr (warnings, progress bars) shows, native lines not
+    assert "MARK python stderr inside" in after and "MARK native inside" not in after, after
     assert "handlers 1 filters 0" in p.stdout and "refused ConfigError" in p.stdout, p.stdout

@@ -93,8 +93,11 @@ def _native_lines_captured():
         return
     sys.stderr.flush()
     real_fd = os.dup(2)
+    python_stderr = sys.stderr
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
+        if _writes_to_fd2(python_stderr):  # Python's own output (warnings, tqdm) still shows
+            sys.stderr = os.fdopen(os.dup(real_fd), "w", buffering=1)
         sys._tfm_fuse_quiet = True
         try:
             yield
@@ -106,9 +109,21 @@ def _native_lines_captured():
                 sys.stderr.write(lines)  # what the tools said before the failure
             raise
         finally:
+            if sys.stderr is not python_stderr:
+                sys.stderr.flush()
+                sys.stderr.close()
+                sys.stderr = python_stderr
             os.dup2(real_fd, 2)
             os.close(real_fd)
             sys._tfm_fuse_quiet = False
+
+
+def _writes_to_fd2(stream) -> bool:
+    """`stream` writes to file descriptor 2 (a terminal or a redirect, not a notebook's)."""
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def quiet_tools(fn):
