@@ -40,23 +40,12 @@ def quiet_native_logs():
         return
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    real_fd = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(real_fd), "w", buffering=1)  # our own messages still show
-    sys._tfm_fuse_quiet = True
     try:
-        yield
+        with _fd2_to(devnull):
+            yield
     finally:
-        sys.stderr.flush()
-        sys.stderr.close()
-        sys.stderr = python_stderr
-        os.dup2(real_fd, 2)
-        os.close(real_fd)
-        sys._tfm_fuse_quiet = False
+        os.close(devnull)
         if level is None:
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
         else:
@@ -91,31 +80,40 @@ def _native_lines_captured():
     if os.environ.get("TFM_FUSE_TF_LOGS") == "1" or getattr(sys, "_tfm_fuse_quiet", False):
         yield  # asked for, or already quiet (the command line)
         return
-    sys.stderr.flush()
-    real_fd = os.dup(2)
-    python_stderr = sys.stderr
     with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        if _writes_to_fd2(python_stderr):  # Python's own output (warnings, tqdm) still shows
-            sys.stderr = os.fdopen(os.dup(real_fd), "w", buffering=1)
-        sys._tfm_fuse_quiet = True
         try:
-            yield
+            with _fd2_to(capture.fileno()):
+                yield
         except BaseException:
-            os.dup2(real_fd, 2)
             capture.seek(0)
             lines = capture.read().decode(errors="replace")
             if lines:
                 sys.stderr.write(lines)  # what the tools said before the failure
             raise
-        finally:
-            if sys.stderr is not python_stderr:
-                sys.stderr.flush()
-                sys.stderr.close()
-                sys.stderr = python_stderr
-            os.dup2(real_fd, 2)
-            os.close(real_fd)
-            sys._tfm_fuse_quiet = False
+
+
+@contextlib.contextmanager
+def _fd2_to(target_fd: int):
+    """File descriptor 2 points at `target_fd` for the block, and back afterwards; Python's
+    `sys.stderr`, when it writes to fd 2, keeps writing to the real stderr meanwhile (our own
+    messages, warnings and progress bars still show)."""
+    sys.stderr.flush()
+    real_fd = os.dup(2)
+    python_stderr = sys.stderr
+    os.dup2(target_fd, 2)
+    if _writes_to_fd2(python_stderr):
+        sys.stderr = os.fdopen(os.dup(real_fd), "w", buffering=1)
+    sys._tfm_fuse_quiet = True
+    try:
+        yield
+    finally:
+        if sys.stderr is not python_stderr:
+            sys.stderr.flush()
+            sys.stderr.close()
+            sys.stderr = python_stderr
+        os.dup2(real_fd, 2)
+        os.close(real_fd)
+        sys._tfm_fuse_quiet = False
 
 
 def _writes_to_fd2(stream) -> bool:
