@@ -173,13 +173,13 @@ def _ncs(src: Source, stage: Staging, report: Report, x_val: np.ndarray,
     layers = ir_opsets(xml)
     newer = sorted({f"{l['type']}-{l['version']}" for l in layers
                     if not 1 <= l["opset"] <= NCS_MAX_OPSET})
+    missing, messages = _myriad_check(layers)
     report.details["ncs_check"] = {"ir_version": _ir_version(xml), "ops": sorted(
         {f"{l['type']}-{l['version']}" for l in layers}), "outside_opset3": newer,
-        "not_on_myriad": _myriad_layers.unsupported(l["type"] for l in layers)}
+        "not_on_myriad": missing}
     report.issues += [f"{op}: OpenVINO 2020.3 (the first NCS's last release) reads opset1..."
                       f"opset3 only" for op in newer]
-    report.issues += [f"{op} is not an operation the MYRIAD plugin runs" for op in
-                      report.details["ncs_check"]["not_on_myriad"]]
+    report.issues += messages
     if report.details["ncs_check"]["ir_version"] != 10:
         report.issues.append(f"IR version {report.details['ncs_check']['ir_version']}, not 10")
     import onnx
@@ -259,14 +259,22 @@ def _check_opsets(xml: Path, report: Report, require_opset10: bool) -> None:
     if not bad:
         report.notes.append(f"All {len(layers)} IR layers are within opset1...opset10 "
                             f"(loadable by OpenVINO 2022.3 LTS for NCS/NCS2).")
-    missing = _myriad_layers.unsupported(l["type"] for l in layers)
+    missing, messages = _myriad_check(layers)
     report.details["opset_check"]["not_on_myriad"] = missing
+    (report.issues if require_opset10 else report.notes).extend(messages)
+
+
+def _myriad_check(layers: list[dict]) -> tuple[list[str], list[str]]:
+    """The IR's operation types the MYRIAD plugin cannot run, and one message for each."""
+    missing = _myriad_layers.unsupported(l["type"] for l in layers)
+    messages = []
     for op in missing:
         names = [l["name"] for l in layers if l["type"] == op]
-        msg = (f"{op} (layer '{names[0]}'{f' and {len(names) - 1} more' if len(names) > 1 else ''})"
-               f" is not an operation the MYRIAD plugin of OpenVINO 2022.3 runs: the NCS2 "
-               f"refuses the network.")
-        (report.issues if require_opset10 else report.notes).append(msg)
+        messages.append(
+            f"{op} (layer '{names[0]}'{f' and {len(names) - 1} more' if len(names) > 1 else ''})"
+            f" is not an operation the MYRIAD plugin of OpenVINO 2022.3 runs: the NCS2 "
+            f"refuses the network.")
+    return missing, messages
 
 
 def _check_legacy(xml: Path, x: np.ndarray, y_keras: np.ndarray, report: Report,
