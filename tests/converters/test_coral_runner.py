@@ -11,30 +11,17 @@ from pathlib import Path
 import pytest
 
 from tfm_fuse.converters import coral_board_runner, edgetpu
-from tfm_fuse.converters._ov_legacy import _clean_env
+from tfm_fuse.converters._ov_legacy import Release, _clean_env, ensure_venv, python_available
 
 SOURCE = Path(coral_board_runner.__file__).read_text()
 CACHE = Path(os.environ.get("TFM_FUSE_CACHE", Path.home() / ".cache" / "tfm_fuse"))
-# the oldest Python here with a tflite-runtime wheel first (Mendel and Raspberry Pi OS: 3.7)
-PYTHONS = [("3.7.16", "python3.7", ["tflite-runtime==2.11.0", "numpy==1.21.6"]),
-           ("3.10.13", "python3.10", ["tflite-runtime==2.14.0", "numpy==1.24.4"])]
-
-
-def _board_python():
-    """(version, executable) of the oldest available Python: pyenv's, selected by version."""
-    for version, exe, packages in PYTHONS:
-        env = {**os.environ, "PYENV_VERSION": version}
-        try:
-            ok = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True,
-                                timeout=30).stdout.startswith(f"Python {version[:3]}")
-        except (OSError, subprocess.SubprocessError):
-            ok = False
-        if ok:
-            return version, exe, packages
-    return None
-
-
-BOARD_PYTHON = _board_python()
+# the oldest Python here with a tflite-runtime wheel first (Mendel and Raspberry Pi OS: 3.7);
+# a venv per Python, made by the same helper as the old OpenVINO releases'
+PYTHONS = [Release("tflite-runtime 2.11", "3.7.16", ("tflite-runtime==2.11.0", "numpy==1.21.6"),
+                   CACHE / "tflite_runtime_py3.7.16"),
+           Release("tflite-runtime 2.14", "3.10.13", ("tflite-runtime==2.14.0", "numpy==1.24.4"),
+                   CACHE / "tflite_runtime_py3.10.13")]
+BOARD_PYTHON = next((r for r in PYTHONS if python_available(r)), None)
 
 
 def test_runner_is_python37_and_imports_only_what_the_board_has():
@@ -47,18 +34,7 @@ def test_runner_is_python37_and_imports_only_what_the_board_has():
 
 
 def _venv_python() -> Path:
-    version, exe, packages = BOARD_PYTHON
-    venv = CACHE / f"tflite_runtime_py{version}"
-    python = venv / "bin" / "python"
-    if (venv / ".complete").exists():
-        return python
-    env = {**os.environ, "PYENV_VERSION": version}
-    for cmd in ([exe, "-m", "venv", "--clear", str(venv)],
-                [str(python), "-m", "pip", "install", "-q", *packages]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    (venv / ".complete").write_text(" ".join(packages))
-    return python
+    return ensure_venv(BOARD_PYTHON.venv, BOARD_PYTHON)
 
 
 @pytest.mark.slow
