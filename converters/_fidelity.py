@@ -103,7 +103,7 @@ def fp16_floor(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None
     import keras
 
     from tfm_fuse import fuse
-    from tfm_fuse.converters._source import outputs_of
+    from tfm_fuse.converters._source import as_call_inputs, count, outputs_of, rows
     from tfm_fuse.errors import TfmFuseError
 
     if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
@@ -120,7 +120,8 @@ def fp16_floor(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None
             return None
         copy.set_weights(rounded)
         # eager calls, not predict(): a new model per conversion would retrace (and warn)
-        chunks = [outputs_of(copy(x[i:i + 64], training=False)) for i in range(0, len(x), 64)]
+        chunks = [outputs_of(copy(as_call_inputs(copy, rows(x, i, i + 64)), training=False))
+                  for i in range(0, count(x), 64)]
         out = (np.concatenate(chunks) if not isinstance(chunks[0], list) else
                [np.concatenate(parts) for parts in zip(*chunks)])
     except Exception:  # noqa: BLE001 - a side measurement: no floor rather than a failed IR

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfm_fuse.converters._source import keras_order
 from tfm_fuse.errors import ConversionError
 
 OV_VERSION = "2022.3.2"
@@ -55,30 +56,44 @@ OV2021 = Release("2021.4.2", "3.9.18", ("openvino-dev[onnx]==2021.4.2",),
                  Path(os.environ.get("TFM_FUSE_OV2021_VENV",
                                      Path.home() / ".cache" / "tfm_fuse" / "ov2021")))
 
+# Both scripts read x.npz — "x" for one input, "x_<input name>" for several — and write every
+# output as "y_<output name>"; the caller orders them as the Keras model's (`_outputs_in`).
+_FEEDS = """
+data = np.load(sys.argv[2])
+def feeds(names):
+    if "x" in data:
+        return [data["x"]]
+    keys = [n.split(":")[0].replace("serving_default_", "", 1) for n in names]
+    return [data["x_" + k] for k in keys]
+"""
+
 _SCRIPT = """
 import sys, numpy as np
 from openvino.runtime import Core, get_version
+""" + _FEEDS + """
 core = Core()
 model = core.read_model(sys.argv[1])
 try:  # CPUs with AVX512_BF16 otherwise infer in bf16
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 except Exception:
     compiled = core.compile_model(model, "CPU")
-x = np.load(sys.argv[2])["x"]
-out = compiled.output(0)
-y = np.concatenate([compiled([x[i:i + 1]])[out] for i in range(len(x))], axis=0)
-np.savez(sys.argv[3], y=y, version=np.array(get_version()))
+x = feeds([i.get_any_name() for i in compiled.inputs])
+runs = [compiled([a[i:i + 1] for a in x]) for i in range(len(x[0]))]
+outs = {"y_" + o.get_any_name(): np.concatenate([r[o] for r in runs], axis=0)
+        for o in compiled.outputs}
+np.savez(sys.argv[3], version=np.array(get_version()), **outs)
 """
 
 _SCRIPT_2021 = """
 import sys, numpy as np
 from openvino.inference_engine import IECore, get_version
+""" + _FEEDS + """
 ie = IECore()
 net = ie.read_network(sys.argv[1], sys.argv[1][:-4] + ".bin")
 compiled = ie.load_network(net, "CPU")
-name = next(iter(net.input_info))
-x = np.load(sys.argv[2])["x"]
-runs = [compiled.infer({name: x[i:i + 1]}) for i in range(len(x))]
+names = list(net.input_info)
+x = feeds(names)
+runs = [compiled.infer({n: a[i:i + 1] for n, a in zip(names, x)}) for i in range(len(x[0]))]
 outs = {"y_" + k: np.concatenate([r[k] for r in runs], axis=0) for k in net.outputs}
 np.savez(sys.argv[3], version=np.array(get_version()), **outs)
 """
@@ -152,9 +167,15 @@ def ensure_venv(venv: Path = VENV_DIR, release: Release = OV2022) -> Path:
     return python
 
 
-def _run_script(python: Path, script_text: str, xml, x: np.ndarray) -> tuple[LegacyResult, dict]:
+def _run_script(python: Path, script_text: str, xml, x, output_names=None) -> LegacyResult:
+    """Runs `script_text` on the IR `xml` and the samples `x` (one array or a dict by input
+    name); the outputs in `output_names`' order (`None`: the Keras order of the names the
+    runtime gives them, as `_source.keras_order` reads a serving signature's)."""
     with tempfile.TemporaryDirectory(prefix="tfm_fuse_ov_") as tmp:
-        np.savez(Path(tmp) / "x.npz", x=np.asarray(x, dtype=np.float32))
+        arrays = ({f"x_{name}": a for name, a in x.items()} if isinstance(x, dict)
+                  else {"x": x})
+        np.savez(Path(tmp) / "x.npz", **{k: np.asarray(a, dtype=np.float32)
+                                         for k, a in arrays.items()})
         script = Path(tmp) / "run.py"
         script.write_text(script_text)
         proc = subprocess.run([str(python), str(script), str(xml), str(Path(tmp) / "x.npz"),
@@ -162,12 +183,25 @@ def _run_script(python: Path, script_text: str, xml, x: np.ndarray) -> tuple[Leg
                               timeout=600, env=_clean_env())
         if proc.returncode != 0:
             lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-            return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:]), {}
+            return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:])
         data = dict(np.load(Path(tmp) / "y.npz"))
-        return LegacyResult(ok=True, outputs=data.get("y"), version=str(data["version"])), data
+    found = {k[2:]: v for k, v in data.items() if k.startswith("y_")}
+    return LegacyResult(ok=True, outputs=_outputs_in(found, output_names),
+                        version=str(data["version"]))
 
 
-def run_ir_2022(xml: str | os.PathLike, x: np.ndarray, venv: Path = VENV_DIR) -> LegacyResult:
+def _outputs_in(found: dict[str, np.ndarray], output_names: list[str] | None):
+    """One array, or a list: in `output_names`' order when the runtime kept those names,
+    else in the Keras order of its own names."""
+    names = list(found)
+    if output_names is not None and all(n in found for n in output_names):
+        ordered = [found[n] for n in output_names]
+    else:
+        ordered = [found[names[i]] for i in keras_order(names)]
+    return ordered[0] if len(ordered) == 1 else ordered
+
+
+def run_ir_2022(xml: str | os.PathLike, x, venv: Path = VENV_DIR) -> LegacyResult:
     """Reads, compiles (CPU) and runs an IR in OpenVINO 2022.3.2 on `x`, batch 1.
 
     Returns:
@@ -177,7 +211,7 @@ def run_ir_2022(xml: str | os.PathLike, x: np.ndarray, venv: Path = VENV_DIR) ->
         ConversionError: the venv cannot be created.
     """
     python = ensure_venv(venv)
-    return _run_script(python, _SCRIPT, xml, x)[0]
+    return _run_script(python, _SCRIPT, xml, x)
 
 
 def ir10_from_onnx(onnx_path: Path, out_dir: Path, name: str = "model") -> Path:
@@ -199,16 +233,9 @@ def ir10_from_onnx(onnx_path: Path, out_dir: Path, name: str = "model") -> Path:
     return xml
 
 
-def run_ir10(xml: Path, x: np.ndarray, output_names: list[str]) -> LegacyResult:
+def run_ir10(xml: Path, x, output_names: list[str]) -> LegacyResult:
     """Reads and runs an IR in OpenVINO 2021.4.2's Inference Engine (CPU): a real IR v10
     reader. `outputs` holds one array, or a list in `output_names`' order (the ONNX graph's,
     which is Keras's)."""
     python = ensure_venv(OV2021.venv, OV2021)
-    result, data = _run_script(python, _SCRIPT_2021, xml, x)
-    if result.ok:
-        found = {k[2:]: v for k, v in data.items() if k.startswith("y_")}
-        ordered = [found[n] for n in output_names if n in found]
-        if len(ordered) != len(found):  # names not kept: the reader's own order
-            ordered = list(found.values())
-        result.outputs = ordered[0] if len(ordered) == 1 else ordered
-    return result
+    return _run_script(python, _SCRIPT_2021, xml, x, output_names)

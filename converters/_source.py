@@ -1,10 +1,16 @@
-"""What every converter needs first: a Keras model with a static input, and sample inputs.
+"""What every converter needs first: a Keras model with static inputs, and sample inputs.
+
+Samples for one input are one array `(n, *shape)`; for a model with several inputs, a dict
+`{input name: array}` in the model's input order (what every runtime is fed by name). `count`
+and `rows` read and slice both alike.
 
 Example:
     >>> src = load_source(model)                  # or a `.keras` file / SavedModel directory
-    >>> src.input_shape                           # batch fixed to 1
+    >>> src.inputs[0].shape                       # batch fixed to 1
     (1, 32, 32, 3)
     >>> x = sample_array(ds, src, what="representative_data")   # (n, 32, 32, 3) float32
+    >>> count(x), rows(x, 0, 10).shape
+    (256, (10, 32, 32, 3))
 """
 
 from __future__ import annotations
@@ -24,45 +30,70 @@ from tfm_fuse.files import load_model
 ModelLike = Any  # keras.Model | str | os.PathLike (".keras" file or SavedModel directory)
 
 
+Samples = Any  # np.ndarray (one input) | dict[str, np.ndarray] (several, in input order)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input made static: its name, shape (batch 1) and dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
 @dataclass
 class Source:
-    """A single-input Keras model with a fully static input shape (batch 1).
+    """A Keras model whose inputs all have a fully static shape (batch 1).
 
     Args:
         model: the Keras model (never modified).
-        input_name: the model input's name, used in messages.
-        input_shape: the static shape including the batch dimension (1).
-        input_dtype: the input's dtype name, e.g. `"float32"`.
-        notes: what was changed to make the input static (for the report).
+        inputs: one `InputSpec` per model input, in the model's input order.
+        notes: what was changed to make the inputs static (for the report).
         batch_note: the note among `notes` that says the batch was fixed (`None` when the
             model's batch already was 1): a target that keeps a dynamic batch drops it.
     """
 
     model: Any
-    input_name: str
-    input_shape: tuple[int, ...]
-    input_dtype: str
+    inputs: list[InputSpec]
     notes: list[str] = field(default_factory=list)
     batch_note: str | None = None
 
-    def predict(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    @property
+    def input_name(self) -> str:
+        """The input's name, or the inputs' names joined, for messages."""
+        return "', '".join(spec.name for spec in self.inputs)
+
+    @property
+    def shapes(self) -> str:
+        """The inputs' static shapes, for messages: `(1, 32, 32, 3)` or `(1, 8, 8, 3), (1, 4)`."""
+        return ", ".join(str(spec.shape) for spec in self.inputs)
+
+    def predict(self, x: Samples) -> np.ndarray | list[np.ndarray]:
         """Keras inference-mode outputs for `x`: one array, or a list in the model's output
         order (`keras.tree.flatten`: a dict's outputs by sorted key) when there are several."""
-        return outputs_of(self.model(x, training=False))
+        return outputs_of(self.model(as_call_inputs(self.model, x), training=False))
 
-    def export_saved_model(self, path: str | os.PathLike) -> str:
-        """Exports a SavedModel whose serving signature has this static input shape."""
+    def tensor_specs(self, batch: int | None = 1) -> list:
+        """One `tf.TensorSpec` per input, named as the input, with batch `batch`."""
         import tensorflow as tf
 
-        spec = tf.TensorSpec(self.input_shape, self.input_dtype, name=self.input_name)
+        return [tf.TensorSpec((batch, *spec.shape[1:]), spec.dtype, name=spec.name)
+                for spec in self.inputs]
+
+    def export_saved_model(self, path: str | os.PathLike) -> str:
+        """Exports a SavedModel whose serving signature has these static inputs (named as
+        the model's inputs)."""
+        specs = self.tensor_specs()
+        signature = specs if len(specs) == 1 else [_pack_like_inputs(self.model, specs)]
         try:
-            self.model.export(str(path), format="tf_saved_model", input_signature=[spec],
+            self.model.export(str(path), format="tf_saved_model", input_signature=signature,
                               verbose=False)
         except Exception as e:  # noqa: BLE001 - reported with context
             if (refused := files.as_storage_error(e)) is not None:
                 raise refused from e
             raise ConversionError(f"Keras SavedModel export of input '{self.input_name}' "
-                                  f"{self.input_shape} failed: {e}") from e
+                                  f"{self.shapes} failed: {e}") from e
         return str(path)
 
 
@@ -83,6 +114,37 @@ def keras_order(names: list[str]) -> list[int]:
     return sorted(range(len(names)), key=key)
 
 
+def _pack_like_inputs(model: Any, flat: list) -> Any:
+    """`flat` (one item per input, in `model.inputs` order) in the structure of the model's
+    inputs: a list, or a dict keyed as the model's `keras.Input` dict."""
+    import keras
+
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return keras.tree.pack_sequence_as(struct, flat)
+    return list(flat)
+
+
+def as_call_inputs(model: Any, x: Samples) -> Any:
+    """Samples in the structure `model` is called with: one array, a list in `model.inputs`
+    order, or a dict keyed as the model's `keras.Input` dict."""
+    if not isinstance(x, dict):
+        return x
+    return _pack_like_inputs(model, [x[_input_name(t)] for t in model.inputs])
+
+
+def count(x: Samples) -> int:
+    """How many samples `x` holds."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def rows(x: Samples, start: int, stop: int | None = None) -> Samples:
+    """Samples `start` to `stop` of `x` (every input alike)."""
+    if isinstance(x, dict):
+        return {name: a[start:stop] for name, a in x.items()}
+    return x[start:stop]
+
+
 def outputs_of(out: Any) -> np.ndarray | list[np.ndarray]:
     """A Keras call's outputs as arrays: one array, or a list in `keras.tree.flatten` order."""
     import keras
@@ -96,38 +158,38 @@ def load_source(model: ModelLike) -> Source:
 
     Args:
         model: a `keras.Model`, a `.keras` file, or a SavedModel directory (its
-            `serving_default` signature is wrapped in a Keras model).
+            `serving_default` signature is wrapped in a Keras model, several inputs in the
+            order of their names).
 
     Returns:
         A `Source` whose batch dimension is fixed to 1 (with a note when it was dynamic).
 
     Raises:
-        ConfigError: the path does not exist, the model has several inputs, or a
-            spatial/channel dimension of the input is dynamic.
+        ConfigError: the path does not exist, or a spatial/channel dimension of an input is
+            dynamic.
     """
     keras_model = _as_keras_model(model)
-    if len(keras_model.inputs) != 1:
-        names = [t.name for t in keras_model.inputs]
-        raise ConfigError(f"Converters accept single-input models. Received "
-                          f"{len(names)} inputs: {names}.")
-    tensor = keras_model.inputs[0]
-    name = _input_name(tensor)
-    shape = tuple(tensor.shape)
+    specs, changed = [], []
+    for tensor in keras_model.inputs:
+        name, shape = _input_name(tensor), tuple(tensor.shape)
+        dynamic = [i for i, d in enumerate(shape[1:], start=1) if d is None]
+        if dynamic:
+            raise ConfigError(
+                f"Input '{name}' has dynamic dimension(s) {dynamic} in shape {shape}. Edge "
+                f"targets need a static shape: build the model with e.g. "
+                f"keras.Input(shape=(32, 32, 3)).")
+        if shape[0] != 1:
+            changed.append((name, shape[0]))
+        dtype = str(getattr(tensor, "dtype", "float32")).replace("tf.", "")
+        specs.append(InputSpec(name, (1, *shape[1:]), dtype))
     batch_note = None
-    if shape[0] is None:
-        batch_note = (f"Input '{name}': dynamic batch dimension fixed to 1 "
+    if changed:
+        which = "', '".join(name for name, _ in changed)
+        was = ("dynamic batch dimension" if all(b is None for _, b in changed)
+               else f"batch {changed[0][1]}")
+        batch_note = (f"Input{'s' if len(changed) > 1 else ''} '{which}': {was} fixed to 1 "
                       f"(the edge runtimes run batch 1).")
-    elif shape[0] != 1:
-        batch_note = f"Input '{name}': batch {shape[0]} replaced by 1."
-    notes = [batch_note] if batch_note else []
-    dynamic = [i for i, d in enumerate(shape[1:], start=1) if d is None]
-    if dynamic:
-        raise ConfigError(
-            f"Input '{name}' has dynamic dimension(s) {dynamic} in shape {shape}. Edge targets "
-            f"need a static shape: build the model with e.g. keras.Input(shape=(32, 32, 3))."
-        )
-    dtype = str(getattr(tensor, "dtype", "float32")).replace("tf.", "")
-    return Source(keras_model, name, (1, *shape[1:]), dtype, notes, batch_note)
+    return Source(keras_model, specs, [batch_note] if batch_note else [], batch_note)
 
 
 def _input_name(tensor: Any) -> str:
@@ -163,17 +225,35 @@ def _wrap_saved_model(path: Path) -> Any:
     sig = loaded.signatures.get("serving_default")
     if sig is None:
         raise ConfigError(f"SavedModel '{path}' has no 'serving_default' signature.")
-    specs = list(sig.structured_input_signature[1].values())
-    if len(specs) != 1:
-        raise ConfigError(f"SavedModel '{path}': converters accept a single input. "
-                          f"Received {len(specs)}: {[s.name for s in specs]}.")
-    spec = specs[0]
-    inp = keras.Input(batch_shape=tuple(spec.shape), dtype=spec.dtype.name, name=spec.name)
-    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
-    out = layer(inp)
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
-    return keras.Model(inp, out, name=path.name)
+    specs = sig.structured_input_signature[1]
+    # a signature names its inputs but does not order them (TF lists them in a different
+    # order from one process to the next): name order, so a tuple of samples always means
+    # the same; a dict by input name is never ambiguous
+    inputs = {key: keras.Input(batch_shape=tuple(specs[key].shape),
+                               dtype=specs[key].dtype.name, name=key) for key in sorted(specs)}
+    if len(inputs) == 1:
+        out = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")(
+            next(iter(inputs.values())))
+    else:
+        out = _keyword_tfsm_layer(path)(inputs)
+    if isinstance(out, dict):  # the signature's outputs, in Keras's order
+        names = list(out)
+        out = [out[names[i]] for i in keras_order(names)]
+        out = out[0] if len(out) == 1 else out
+    return keras.Model(list(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values())),
+                       out, name=path.name)
+
+
+def _keyword_tfsm_layer(path: Path) -> Any:
+    """A `TFSMLayer` for a signature of several inputs: a serving signature takes them as
+    keyword arguments, which `TFSMLayer.call` (one positional `inputs`) cannot pass."""
+    import keras
+
+    class KeywordTFSMLayer(keras.layers.TFSMLayer):
+        def call(self, inputs, training=False):
+            return self.call_endpoint_fn(**inputs)
+
+    return KeywordTFSMLayer(str(path), call_endpoint="serving_default")
 
 
 def require_calibration(data: Any, target: str) -> None:
@@ -190,67 +270,122 @@ def require_calibration(data: Any, target: str) -> None:
                           "the model input: an array, a tf.data.Dataset or a generator).")
 
 
-def sample_array(data: Any, src: Source, *, what: str, max_samples: int = 256) -> np.ndarray:
-    """Normalises sample inputs into one array of shape `(n, *input_shape[1:])`.
+def sample_array(data: Any, src: Source, *, what: str, max_samples: int = 256) -> Samples:
+    """Normalises sample inputs: one array `(n, *shape)` for a single-input model, a dict
+    `{input name: (n, *shape)}` for several inputs.
 
     Args:
         data: a `tf.data.Dataset`, a numpy array, a list of arrays, a generator, or a
             callable returning an iterable. Elements may be `x`, `(x,)`, `(x, y)` or
-            `[x]`, batched or single samples.
-        src: the model source (expected shape and dtype).
+            `[x]`, batched or single samples. With several inputs, `x` is a tuple or list of
+            arrays in the model's input order or a dict keyed by input name — given whole
+            (`(xa, xb)`, `{"image": xa, "meta": xb}`) or as the elements of a dataset.
+        src: the model source (expected shapes and dtypes).
         what: the argument name, used in messages (`"representative_data"`).
         max_samples: keep at most this many samples. Defaults to `256`.
 
     Raises:
-        ConfigError: empty data, wrong shape, or a dtype that cannot feed the input.
+        ConfigError: empty data, a missing input, a wrong shape, or a dtype that cannot feed
+            the input.
     """
-    expected = src.input_shape[1:]
-    if isinstance(data, np.ndarray) or _is_tensor(data):
-        elements = [np.asarray(data)]
+    several = len(src.inputs) > 1
+    if isinstance(data, dict) and not several:  # {input name: array}, e.g. from an .npz
+        data = _only_input(data, src.inputs[0], what)
+    if isinstance(data, np.ndarray) or _is_tensor(data) or (several and _is_whole(data, src)):
+        elements = [data]
     else:
-        elements = _iter_elements(data, what)
+        elements = _iter_elements(data, what, several)
     batches, n = [], 0
     for element in elements:  # stop reading once enough samples are in (a dataset may be huge)
-        batches.append(_as_batch(element, expected, src, what))
-        n += len(batches[-1])
+        batches.append(_as_batches(element, src, what))
+        n += len(batches[-1][0])
         if n >= max_samples:
             break
     if not batches:
         raise ConfigError(f"{what} for input '{src.input_name}' is empty. Accepted: at least "
-                          f"one sample of shape {expected}.")
-    x = np.concatenate(batches, axis=0)[:max_samples]
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-        raise ConfigError(f"{what} for input '{src.input_name}' holds NaN or infinite values "
-                          f"(samples {bad[:5].tolist()}{'...' if len(bad) > 5 else ''} of {len(x)}"
-                          "): calibration and validation need real, finite inputs.")
-    return x.astype(src.input_dtype, copy=False)
+                          f"one sample of shape {src.inputs[0].shape[1:]}.")
+    arrays = [_finite(np.concatenate(parts, axis=0)[:max_samples], spec, what)
+              for spec, parts in zip(src.inputs, zip(*batches))]
+    if not several:
+        return arrays[0]
+    return {spec.name: a for spec, a in zip(src.inputs, arrays)}
 
 
-def _iter_elements(data: Any, what: str) -> Iterable[np.ndarray]:
+def _only_input(data: dict, spec: InputSpec, what: str) -> Any:
+    if spec.name in data:
+        return data[spec.name]
+    if len(data) == 1:
+        return next(iter(data.values()))
+    raise ConfigError(f"{what} holds arrays {sorted(map(str, data))}; the model's one input is "
+                      f"'{spec.name}'.")
+
+
+def _is_whole(data: Any, src: Source) -> bool:
+    """`data` is the inputs themselves (a tuple/list of arrays, one per input, or a dict of
+    them), not an iterable of samples."""
+    if isinstance(data, dict):
+        return True
+    return isinstance(data, (tuple, list)) and len(data) == len(src.inputs) and all(
+        isinstance(a, np.ndarray) or _is_tensor(a) for a in data)
+
+
+def _iter_elements(data: Any, what: str, several: bool) -> Iterable[Any]:
     if callable(data) and not hasattr(data, "__iter__"):
         data = data()
     if not isinstance(data, Iterable) or isinstance(data, (str, bytes, dict)):
         raise ConfigError(f"{what} must be a tf.data.Dataset, a numpy array, a generator or a "
                           f"callable returning one. Received: {type(data).__name__}.")
     for element in data:
+        if several:  # (x, y) with x a tuple/list/dict: the labels dropped
+            if isinstance(element, (tuple, list)) and element and \
+                    isinstance(element[0], (tuple, list, dict)):
+                element = element[0]
+            yield element
+            continue
         while isinstance(element, (tuple, list)) and element:
             element = element[0]
         if isinstance(element, dict):
             element = next(iter(element.values()))
-        yield np.asarray(element)
+        yield element
 
 
 def _is_tensor(data: Any) -> bool:
     return hasattr(data, "numpy") and hasattr(data, "shape") and hasattr(data, "dtype")
 
 
-def _as_batch(a: np.ndarray, expected: tuple[int, ...], src: Source, what: str) -> np.ndarray:
-    want_kind = np.dtype(src.input_dtype).kind
+def _as_batches(element: Any, src: Source, what: str) -> list[np.ndarray]:
+    """One batch per input from one element: an array (one input), a tuple/list in input
+    order or a dict keyed by input name (several)."""
+    if len(src.inputs) == 1:
+        return [_as_batch(np.asarray(element), src.inputs[0], what)]
+    names = [spec.name for spec in src.inputs]
+    if isinstance(element, dict):
+        missing = [n for n in names if n not in element]
+        if missing:
+            raise ConfigError(f"{what} has no values for input(s) {missing} (its keys: "
+                              f"{sorted(map(str, element))}); expected keys {names}.")
+        parts = [element[n] for n in names]
+    elif isinstance(element, (tuple, list)) and len(element) == len(names):
+        parts = list(element)
+    else:
+        raise ConfigError(f"{what}: the model has {len(names)} inputs {names}; each element "
+                          f"must be a tuple of {len(names)} arrays in that order or a dict "
+                          f"keyed by input name. Received: {type(element).__name__}"
+                          f"{f' of {len(element)}' if isinstance(element, (tuple, list)) else ''}.")
+    batches = [_as_batch(np.asarray(a), spec, what) for a, spec in zip(parts, src.inputs)]
+    if len({len(b) for b in batches}) > 1:
+        raise ConfigError(f"{what} holds {[len(b) for b in batches]} samples for inputs "
+                          f"{names}; each sample needs a value for every input.")
+    return batches
+
+
+def _as_batch(a: np.ndarray, spec: InputSpec, what: str) -> np.ndarray:
+    expected = spec.shape[1:]
+    want_kind = np.dtype(spec.dtype).kind
     if a.dtype.kind not in _ACCEPTED_KINDS[want_kind]:
         raise ConfigError(
-            f"{what} for input '{src.input_name}' has dtype {a.dtype}; the model input is "
-            f"{src.input_dtype}. Accepted: {_KIND_NAMES[want_kind]} arrays (apply the model's "
+            f"{what} for input '{spec.name}' has dtype {a.dtype}; the model input is "
+            f"{spec.dtype}. Accepted: {_KIND_NAMES[want_kind]} arrays (apply the model's "
             f"preprocessing first, e.g. x.astype('float32') / 255)."
         )
     if a.shape == expected:
@@ -258,19 +393,30 @@ def _as_batch(a: np.ndarray, expected: tuple[int, ...], src: Source, what: str) 
     if a.ndim == len(expected) + 1 and a.shape[1:] == expected and a.shape[0] > 0:
         return a
     raise ConfigError(
-        f"{what} for input '{src.input_name}' has samples of shape {a.shape}; expected "
+        f"{what} for input '{spec.name}' has samples of shape {a.shape}; expected "
         f"{expected} or a batch (n, {', '.join(map(str, expected))})."
     )
+
+
+def _finite(x: np.ndarray, spec: InputSpec, what: str) -> np.ndarray:
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+        raise ConfigError(f"{what} for input '{spec.name}' holds NaN or infinite values "
+                          f"(samples {bad[:5].tolist()}{'...' if len(bad) > 5 else ''} of {len(x)}"
+                          "): calibration and validation need real, finite inputs.")
+    return x.astype(spec.dtype, copy=False)
 
 
 _ACCEPTED_KINDS = {"f": "f", "i": "iu", "u": "u", "b": "b"}
 _KIND_NAMES = {"f": "floating-point", "i": "integer", "u": "unsigned integer", "b": "boolean"}
 
 
-def random_inputs(src: Source, n: int = 8, seed: int = 0) -> np.ndarray:
+def random_inputs(src: Source, n: int = 8, seed: int = 0) -> Samples:
     """Seeded standard-normal inputs, for validation when the caller gave no data."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, *src.input_shape[1:])).astype(src.input_dtype)
+    arrays = {spec.name: rng.standard_normal((n, *spec.shape[1:])).astype(spec.dtype)
+              for spec in src.inputs}
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
 @dataclass
@@ -279,8 +425,8 @@ class Prepared:
     inputs, and the report begun with what loading changed."""
 
     src: Source
-    rep: np.ndarray | None
-    x_val: np.ndarray
+    rep: Samples | None
+    x_val: Samples
     report: Any
 
 
@@ -308,8 +454,8 @@ def prepare(model: ModelLike, out_dir: str | os.PathLike, *, target: str, overwr
     return Prepared(src, rep, x_val, report)
 
 
-def pick_validation(src: Source, validation_data: Any, representative: np.ndarray | None,
-                    notes: list[str], n: int = 64, max_validation: int = 2000) -> np.ndarray:
+def pick_validation(src: Source, validation_data: Any, representative: Samples | None,
+                    notes: list[str], n: int = 64, max_validation: int = 2000) -> Samples:
     """Validation inputs: `validation_data` (up to `max_validation` samples), else the first
     `n` representative samples, else `n` seeded random ones."""
     if validation_data is not None:
@@ -317,7 +463,7 @@ def pick_validation(src: Source, validation_data: Any, representative: np.ndarra
                             max_samples=max_validation)
     if representative is not None:
         notes.append("Validated on the representative data (no validation_data given).")
-        return representative[:n]
+        return rows(representative, 0, n)
     notes.append("Validated on seeded random-normal inputs (no validation_data given).")
     return random_inputs(src, n)
 

@@ -23,7 +23,7 @@ from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import _edgetpu_ops, runtimes
 from tfm_fuse.converters._edgetpu_rewrite import board_compatible, keras_for_board
 from tfm_fuse.converters._fidelity import check_top1, compare
-from tfm_fuse.converters._source import ModelLike, Source, call_tool, prepare
+from tfm_fuse.converters._source import ModelLike, Samples, Source, call_tool, count, prepare, rows
 from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError
@@ -87,7 +87,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         outputs = run_tflite(tflite, x_val)
         metrics = compare(src.predict(x_val), outputs)
         report.fidelity["tflite_int8"] = metrics
-        if not isinstance(outputs, list):  # the runner compares a single output
+        if not isinstance(outputs, list) and not isinstance(x_val, dict):
+            # the board runner feeds one input and compares one output
             _board_runner(tflite, x_val[:BOARD_SAMPLES], outputs[:BOARD_SAMPLES], stage, report)
         report.issues += check_top1("tflite_int8", metrics, min_top1)
         _compile(tflite, stage, report)
@@ -95,13 +96,13 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
         return stage.commit(report)
 
 
-def _to_tflite(src: Source, rep: np.ndarray, io_dtype: str, export_dir: Path) -> bytes:
+def _to_tflite(src: Source, rep: Samples, io_dtype: str, export_dir: Path) -> bytes:
     import tensorflow as tf
 
     src.export_saved_model(export_dir)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(export_dir))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None]] for x in rep)
+    converter.representative_dataset = lambda: _one_by_one(rep)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = getattr(tf, io_dtype)
     converter.inference_output_type = getattr(tf, io_dtype)
@@ -109,6 +110,14 @@ def _to_tflite(src: Source, rep: np.ndarray, io_dtype: str, export_dir: Path) ->
                             converter.convert)
     shutil.rmtree(export_dir, ignore_errors=True)
     return model_bytes
+
+
+def _one_by_one(rep: Samples):
+    """Calibration samples one at a time, as the converter reads them: `[x]`, or a dict by
+    input name (the serving signature's) for several inputs."""
+    for i in range(count(rep)):
+        sample = rows(rep, i, i + 1)
+        yield sample if isinstance(sample, dict) else [sample]
 
 
 def _check_ops(model_bytes: bytes, report: Report, require_full_tpu: bool) -> None:
@@ -137,7 +146,7 @@ def _check_ops(model_bytes: bytes, report: Report, require_full_tpu: bool) -> No
                             f"rest is streamed from the host on every inference (slower).")
 
 
-def run_tflite(path: str | os.PathLike, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+def run_tflite(path: str | os.PathLike, x: Samples) -> np.ndarray | list[np.ndarray]:
     """Runs a `.tflite` in LiteRT one sample at a time; returns dequantized float outputs (a
     list in the Keras model's output order when there are several).
 
@@ -172,7 +181,7 @@ def _compile(tflite: Path, stage: Staging, report: Report) -> None:
             f"On the board (Python 3.7+, pycoral or tflite_runtime; no TensorFlow or tfm_fuse): "
             f"copy {stage.out_dir.name}/ over and run `python3 {RUNNER_NAME} {Path(name).name}` "
             f"in it: it runs the shipped sample inputs and compares with this machine's outputs.")
-    else:  # several outputs: the runner compares one
+    else:  # several inputs or outputs: the runner feeds one and compares one
         report.next_steps.append(f"On the board: load {Path(name).name} with pycoral's "
                                  f"edgetpu.make_interpreter (Coral's apt repository).")
 

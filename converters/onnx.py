@@ -23,7 +23,7 @@ import numpy as np
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import runtimes
 from tfm_fuse.converters._fidelity import check_float, compare
-from tfm_fuse.converters._source import ModelLike, Source, call_tool, prepare
+from tfm_fuse.converters._source import ModelLike, Samples, Source, call_tool, prepare
 from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.report import Report
 from tfm_fuse.errors import ConfigError
@@ -82,7 +82,7 @@ def check_opset(opset: int) -> None:
                           f"(TensorRT 8.5+ parses up to 17). Received: opset={opset!r}")
 
 
-def add_fp32(src: Source, stage: Staging, report: Report, opset: int, x_val: np.ndarray,
+def add_fp32(src: Source, stage: Staging, report: Report, opset: int, x_val: Samples,
              max_rel_error: float, name: str = ONNX_NAME, batch: int | None = 1) -> Path:
     """Exports `name` into the staging directory, validates it, and records it in `report`.
 
@@ -103,19 +103,17 @@ def add_fp32(src: Source, stage: Staging, report: Report, opset: int, x_val: np.
 def export_onnx(src: Source, path: Path, opset: int, batch: int | None = 1) -> Path:
     """Converts the Keras model with tf2onnx to `path`: static spatial shape, batch `batch`
     (`None`: dynamic)."""
-    import tensorflow as tf
     import tf2onnx
 
-    shape = (batch, *src.input_shape[1:])
-    spec = tf.TensorSpec(shape, src.input_dtype, name=src.input_name)
-    call_tool(f"tf2onnx conversion (opset {opset}) of input '{src.input_name}' "
-              f"{shape}",
-              lambda: tf2onnx.convert.from_keras(src.model, input_signature=[spec],
+    specs = src.tensor_specs(batch)
+    shapes = ", ".join(str(tuple(spec.shape)) for spec in specs)
+    call_tool(f"tf2onnx conversion (opset {opset}) of input '{src.input_name}' {shapes}",
+              lambda: tf2onnx.convert.from_keras(src.model, input_signature=specs,
                                                  opset=opset, output_path=str(path)))
     return path
 
 
-def run_onnx(path: str | os.PathLike, x: np.ndarray,
+def run_onnx(path: str | os.PathLike, x: Samples,
              batch: int = 1) -> np.ndarray | list[np.ndarray]:
     """Runs an ONNX model in ONNX Runtime (CPU) on `x`, `batch` samples at a time; a list of
     arrays (the graph's output order, which tf2onnx keeps from Keras) for several outputs.
@@ -124,6 +122,19 @@ def run_onnx(path: str | os.PathLike, x: np.ndarray,
         >>> y = run_onnx("out/onnx/model.onnx", x_test[:10])
     """
     return runtimes.OnnxRuntime(path).outputs(x, batch=batch)
+
+
+def fp16_onnx(fp32: Path, out: Path) -> Path:
+    """`fp32` with its weights and arithmetic in FP16 (inputs and outputs kept float32), as a
+    `trtexec --fp16` engine or the NCS2's MYRIAD plugin computes; runs in ONNX Runtime's CPU
+    kernels (an emulation of FP16 hardware, not shipped)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = call_tool("FP16 conversion of the ONNX (ONNX Runtime's float16 tool)",
+                      lambda: convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True))
+    onnx.save(model, str(out))
+    return out
 
 
 def onnx_op_counts(path: str | os.PathLike) -> dict[str, int]:

@@ -3,7 +3,8 @@ one small interface, so that the converters' fidelity checks and `tfm_fuse.app.l
 feed a model the same way.
 
 Each runtime opens a model file and offers two things: `outputs(x)` (float outputs for the
-samples of `x`, run `batch` at a time, quantized inputs and outputs handled, a list in the Keras
+samples of `x` — one array, or a dict by input name for several inputs, as `_source` gives
+them — run `batch` at a time, quantized inputs and outputs handled, a list in the Keras
 model's output order when there are several) and `timer()` (a zero-argument callable running
 one inference on zeros, for `latency.compare`).
 
@@ -20,7 +21,29 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfm_fuse.converters._source import call_tool, keras_order
+from tfm_fuse.converters._source import Samples, call_tool, count, keras_order
+from tfm_fuse.errors import ConversionError
+
+
+def by_input(x: Samples, names: list[str]) -> list[np.ndarray]:
+    """`x`'s arrays in the order of a runtime's input `names`. The runtimes keep the Keras
+    input names, LiteRT with its signature's prefix and suffix (`serving_default_meta:0`).
+
+    Example:
+        >>> [a.shape for a in by_input({"image": xi, "meta": xm}, ["serving_default_meta:0",
+        ...                                                         "serving_default_image:0"])]
+        [(10, 4), (10, 8, 8, 3)]
+    """
+    if not isinstance(x, dict):
+        return [x]
+    arrays = []
+    for name in names:
+        key = name.split(":")[0].removeprefix("serving_default_")
+        if key not in x:
+            raise ConversionError(f"The artefact's input '{name}' is none of the model's "
+                                  f"inputs {list(x)}: it cannot be fed.")
+        arrays.append(x[key])
+    return arrays
 
 
 def _single_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
@@ -49,16 +72,19 @@ class LiteRT:
         self.interp = call_tool(f"Loading '{path}' in LiteRT",
                                 lambda: Interpreter(model_path=str(path), **kwargs))
         self.interp.allocate_tensors()
-        self.input = self.interp.get_input_details()[0]
+        self.input_details = named_inputs(self.interp)
+        self.input = self.input_details[0]
         self.output_details = keras_ordered_outputs(self.interp)
 
-    def outputs(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        inp, results = self.input, [[] for _ in self.output_details]
-        for sample in x:
-            feed = sample[None]
-            if inp["dtype"] in (np.int8, np.uint8):
-                feed = quantize(feed, *inp["quantization"], inp["dtype"])
-            self.interp.set_tensor(inp["index"], feed.astype(inp["dtype"]))
+    def outputs(self, x: Samples) -> np.ndarray | list[np.ndarray]:
+        results = [[] for _ in self.output_details]
+        arrays = by_input(x, [d["name"] for d in self.input_details])
+        for i in range(count(x)):
+            for inp, a in zip(self.input_details, arrays):
+                feed = a[i:i + 1]
+                if inp["dtype"] in (np.int8, np.uint8):
+                    feed = quantize(feed, *inp["quantization"], inp["dtype"])
+                self.interp.set_tensor(inp["index"], feed.astype(inp["dtype"]))
             self.interp.invoke()
             for out, seen in zip(self.output_details, results):
                 y = self.interp.get_tensor(out["index"])
@@ -73,6 +99,17 @@ class LiteRT:
         return self.interp.invoke
 
 
+def named_inputs(interp) -> list[dict]:
+    """The interpreter's input details, each `name` the serving signature's (the Keras input's
+    name) where the flatbuffer has a signature."""
+    details = interp.get_input_details()
+    if len(details) == 1 or "serving_default" not in interp.get_signature_list():
+        return details
+    named = interp.get_signature_runner("serving_default").get_input_details()
+    names = {d["index"]: name for name, d in named.items()}
+    return [{**d, "name": names.get(d["index"], d["name"])} for d in details]
+
+
 def keras_ordered_outputs(interp) -> list[dict]:
     """The interpreter's output details in the Keras model's output order. The flatbuffer's
     own order is not it (a two-output model lists its second output first); the serving
@@ -84,6 +121,10 @@ def keras_ordered_outputs(interp) -> list[dict]:
     by_index = {d["index"]: d for d in details}
     names = list(named)
     return [by_index[named[names[i]]["index"]] for i in keras_order(names)]
+
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64,
+               "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
 
 class OnnxRuntime:
@@ -100,19 +141,23 @@ class OnnxRuntime:
         self.session = call_tool(f"Loading '{path}' in ONNX Runtime",
                                  lambda: ort.InferenceSession(str(path), opts,
                                                               providers=["CPUExecutionProvider"]))
-        self.input = self.session.get_inputs()[0]
+        self.inputs = self.session.get_inputs()
 
-    def outputs(self, x: np.ndarray, batch: int = 1) -> np.ndarray | list[np.ndarray]:
-        dtype = np.float32 if "float" in self.input.type else np.int64
-        static = self.input.shape[0] if isinstance(self.input.shape[0], int) else None
+    def outputs(self, x: Samples, batch: int = 1) -> np.ndarray | list[np.ndarray]:
+        arrays = by_input(x, [i.name for i in self.inputs])
+        first = self.inputs[0].shape[0]
+        static = first if isinstance(first, int) else None
         batch = static or batch
         runs = []
-        for i in range(0, len(x), batch):
-            chunk = x[i:i + batch].astype(dtype)
-            n = len(chunk)
-            if static and n < static:  # a static batch: the last run padded, padding dropped
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - n, axis=0)])
-            runs.append([y[:n] for y in self.session.run(None, {self.input.name: chunk})])
+        for i in range(0, count(x), batch):
+            feeds = {}
+            for inp, a in zip(self.inputs, arrays):
+                chunk = a[i:i + batch].astype(_ORT_DTYPES.get(inp.type, np.float32))
+                n = len(chunk)
+                if static and n < static:  # a static batch: the last run padded, padding dropped
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - n, axis=0)])
+                feeds[inp.name] = chunk
+            runs.append([y[:n] for y in self.session.run(None, feeds)])
         return _single_or_list([np.concatenate(parts, axis=0) for parts in zip(*runs)])
 
     def timer(self) -> Callable[[], None]:
@@ -135,8 +180,9 @@ class OpenVINO:
         self.compiled = call_tool(f"Compiling '{path}' on the OpenVINO CPU plugin",
                                   lambda: ov.Core().compile_model(str(path), "CPU", config))
 
-    def outputs(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        runs = [self.compiled([x[i:i + 1]]) for i in range(len(x))]
+    def outputs(self, x: Samples) -> np.ndarray | list[np.ndarray]:
+        arrays = by_input(x, [i.get_any_name() for i in self.compiled.inputs])
+        runs = [self.compiled([a[i:i + 1] for a in arrays]) for i in range(count(x))]
         outputs = list(self.compiled.outputs)
         if len(outputs) > 1:  # named by the serving signature: in Keras's order
             outputs = [outputs[i] for i in keras_order([o.get_any_name() for o in outputs])]

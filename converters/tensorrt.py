@@ -35,7 +35,9 @@ import numpy as np
 from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import onnx as onnx_conv
 from tfm_fuse.converters._fidelity import check_top1, compare
-from tfm_fuse.converters._source import ModelLike, Source, call_tool, prepare
+from tfm_fuse.converters._source import (ModelLike, Samples, Source, call_tool, count,
+                                        keras_order, prepare)
+from tfm_fuse.converters.runtimes import by_input
 from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.boards import DEFAULT_JETSON, JetsonBoard, jetson_board
 from tfm_fuse.converters.report import Report
@@ -128,11 +130,11 @@ def has_tf_trt() -> bool:
 
 
 def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, profile: JetsonBoard,
-                       rep: np.ndarray | None, x_val: np.ndarray, opset: int,
+                       rep: Samples | None, x_val: Samples, opset: int,
                        min_top1: float | None, max_rel_error: float, calibration: str) -> None:
     fp32 = onnx_conv.add_fp32(src, stage, report, opset, x_val, max_rel_error)
     y_keras = src.predict(x_val)
-    fp16 = fp16_onnx(fp32, stage.path / "_fp16_check.onnx")  # an emulation, not shipped
+    fp16 = onnx_conv.fp16_onnx(fp32, stage.path / "_fp16_check.onnx")  # an emulation, not shipped
     report.fidelity["onnx_fp16_compute"] = metrics = compare(y_keras, onnx_conv.run_onnx(fp16, x_val))
     fp16.unlink()
     report.issues += check_top1("onnx_fp16_compute", metrics, min_top1)
@@ -152,19 +154,7 @@ def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, profile: Jet
     _engines(stage, report, profile)
 
 
-def fp16_onnx(fp32: Path, out: Path) -> Path:
-    """`fp32` with its weights and arithmetic in FP16 (inputs and outputs kept float32), as a
-    `trtexec --fp16` engine computes; runs in ONNX Runtime's CPU kernels."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = call_tool("FP16 conversion of the ONNX (ONNX Runtime's float16 tool)",
-                      lambda: convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True))
-    onnx.save(model, str(out))
-    return out
-
-
-def quantize_qdq(fp32: Path, out: Path, rep: np.ndarray, *, input_name: str,
+def quantize_qdq(fp32: Path, out: Path, rep: Samples, *, input_name: str,
                  calibration: str = "minmax") -> Path:
     """Explicit INT8 ONNX for TensorRT with ONNX Runtime's static quantization.
 
@@ -176,21 +166,24 @@ def quantize_qdq(fp32: Path, out: Path, rep: np.ndarray, *, input_name: str,
     from onnxruntime import quantization as q
 
     class Reader(q.CalibrationDataReader):
-        def __init__(self, session_input: str):
-            self._it = iter([{session_input: x[None].astype(np.float32)} for x in rep])
+        def __init__(self, session_inputs: list[str]):
+            arrays = by_input(rep, session_inputs)
+            self._it = iter([{name: a[i:i + 1].astype(np.float32)
+                              for name, a in zip(session_inputs, arrays)}
+                             for i in range(count(rep))])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._it, None)
 
     import onnx
 
-    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    names = [i.name for i in onnx.load(str(fp32), load_external_data=False).graph.input]
     method = getattr(q.CalibrationMethod, CALIBRATIONS[calibration])
     options = {"ActivationSymmetric": True, "WeightSymmetric": True,
                "AddQDQPairToWeight": True, "QuantizeBias": False}
     call_tool(f"ONNX Runtime INT8 Q/DQ quantization of input '{input_name}'",
               lambda: q.quantize_static(
-                  str(fp32), str(out), Reader(name), quant_format=q.QuantFormat.QDQ,
+                  str(fp32), str(out), Reader(names), quant_format=q.QuantFormat.QDQ,
                   per_channel=True, activation_type=q.QuantType.QInt8,
                   weight_type=q.QuantType.QInt8, calibrate_method=method,
                   op_types_to_quantize=QUANTIZED_OPS,
@@ -280,8 +273,8 @@ def build_engine(onnx_path: Path, engine_path: Path, *, int8: bool) -> Path:
     return engine_path
 
 
-def _tf_trt(src: Source, stage: Staging, report: Report, rep: np.ndarray | None,
-            x_val: np.ndarray, min_top1: float | None, int8: bool = True) -> None:
+def _tf_trt(src: Source, stage: Staging, report: Report, rep: Samples | None,
+            x_val: Samples, min_top1: float | None, int8: bool = True) -> None:
     """TF-TRT SavedModel, INT8 (calibrated on `rep`) or FP16 (JetPack TensorFlow only;
     cannot run on pip builds: kept this small, and untested here)."""
     import tensorflow as tf
@@ -291,12 +284,21 @@ def _tf_trt(src: Source, stage: Staging, report: Report, rep: np.ndarray | None,
     precision = "INT8" if int8 else "FP16"
     converter = trt.TrtGraphConverterV2(input_saved_model_dir=saved, precision_mode=precision,
                                         use_calibration=int8)
-    calibrate = {"calibration_input_fn": lambda: ([x[None]] for x in rep)} if int8 else {}
+    names = [spec.name for spec in src.inputs]
+
+    def one(x: Samples, i: int) -> list:  # sample i of every input, in the signature's order
+        return [tf.constant(a[i:i + 1]) for a in by_input(x, names)]
+
+    calibrate = {"calibration_input_fn": lambda: (one(rep, i) for i in range(count(rep)))} \
+        if int8 else {}
     call_tool(f"TF-TRT {precision} conversion", lambda: converter.convert(**calibrate))
     out = stage.path / "tftrt_saved_model"
     converter.save(str(out))
     fn = tf.saved_model.load(str(out)).signatures["serving_default"]
-    y = np.concatenate([next(iter(fn(tf.constant(x[None])).values())).numpy() for x in x_val])
+    runs = [fn(**dict(zip(names, one(x_val, i)))) for i in range(count(x_val))]
+    keys = list(runs[0])
+    y = [np.concatenate([r[keys[k]].numpy() for r in runs]) for k in keras_order(keys)]
+    y = y[0] if len(y) == 1 else y
     report.artefacts["tftrt_saved_model"] = stage.final(out.name)
     key = f"tftrt_{precision.lower()}"
     report.fidelity[key] = metrics = compare(src.predict(x_val), y)

@@ -31,7 +31,7 @@ def test_importing_converters_does_not_import_toolchains():
 
 def test_dynamic_batch_is_fixed_to_one_with_a_note(tiny_model):
     src = load_source(tiny_model)
-    assert src.input_shape == (1, 16, 16, 3)
+    assert src.inputs[0].shape == (1, 16, 16, 3)
     assert "dynamic batch dimension fixed to 1" in src.notes[0]
     assert "'image'" in src.notes[0]
 
@@ -102,11 +102,17 @@ def test_not_a_model_is_refused():
         load_source("/nonexistent/model")
 
 
-def test_multi_input_model_is_refused():
-    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
-    model = keras.Model([a, b], keras.layers.Add()([a, b]))
-    with pytest.raises(ConfigError, match=r"single-input models. Received 2 inputs"):
-        load_source(model)
+def test_multi_input_model_is_accepted_with_every_input():
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    src = load_source(keras.Model([a, b], keras.layers.Concatenate()([a, b])))
+    assert [(s.name, s.shape) for s in src.inputs] == [("a", (1, 4)), ("b", (1, 3))]
+    assert src.notes == ["Inputs 'a', 'b': dynamic batch dimension fixed to 1 (the edge "
+                         "runtimes run batch 1)."]
+    y = src.predict({"b": np.ones((2, 3), "float32"), "a": np.zeros((2, 4), "float32")})
+    np.testing.assert_array_equal(y, [[0, 0, 0, 0, 1, 1, 1]] * 2)  # fed by name, not position
+    c = keras.Input((None, 4), name="c")
+    with pytest.raises(ConfigError, match=r"Input 'c' has dynamic dimension"):
+        load_source(keras.Model([a, c], keras.layers.Add()([a, c[:, 0]])))
 
 
 def test_multi_output_model_is_accepted_with_every_output():

@@ -44,14 +44,21 @@ def test_ir_fp16_matches_keras_within_opset10(tmp_path, tiny_model, tiny_data):
     assert r.fidelity["openvino_fp16"]["max_abs_error_rel"] <= 1.5 * floor + 1e-6
 
 
-@pytest.mark.skipif(not openvino.fp16_compute_available(), reason="this CPU has no FP16 compute")
-def test_ir_is_also_checked_in_fp16_compute_the_ncs2s_precision(tmp_path, tiny_model, tiny_data):
+@pytest.mark.parametrize("cpu_fp16", [True, False])
+def test_ir_is_also_checked_in_fp16_compute_the_ncs2s_precision(tmp_path, tiny_model, tiny_data,
+                                                                 cpu_fp16, monkeypatch):
+    """In OpenVINO's FP16 inference precision where the CPU has it, else emulated."""
+    if cpu_fp16 and not openvino.fp16_compute_available():
+        pytest.skip("this CPU has no FP16 compute in OpenVINO")
+    monkeypatch.setattr(openvino, "fp16_compute_available", lambda: cpu_fp16)
     r = openvino.convert(tiny_model, tmp_path / "ov", validation_data=tiny_data)
     f32, f16 = r.fidelity["openvino_fp16"], r.fidelity["openvino_fp16_compute"]
     # FP16 arithmetic costs more than FP16 weights alone: the run really computed in FP16
     assert f16["max_abs_error_rel"] > 1.5 * f32["max_abs_error_rel"]
     assert f16["top1_agreement"] >= 0.99 and r.ok
-    assert any("FP16 inference precision" in n for n in r.notes)
+    assert any(("FP16 inference precision" if cpu_fp16 else "emulated") in n for n in r.notes)
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == [
+        "model.bin", "model.xml", "report.json", "report.txt"]  # no check file left
 
 
 def test_fp16_check_accepts_the_floor_but_not_more():

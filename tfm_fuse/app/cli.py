@@ -124,9 +124,14 @@ def _inputs(path: str, flag: str):
     if not Path(path).is_file():
         raise TfmFuseError(f"No such file or directory: '{path}' ({flag})")
     try:
-        return np.load(path)
+        data = np.load(path)
+        if isinstance(data, np.lib.npyio.NpzFile):  # several inputs: one array per input name
+            with data:
+                return {name: data[name] for name in data.files}
+        return data
     except Exception as e:  # noqa: BLE001
-        raise TfmFuseError(f"Cannot read '{path}' ({flag}) as a .npy array: {e}") from None
+        raise TfmFuseError(f"Cannot read '{path}' ({flag}) as a .npy array (or an .npz of "
+                           f"one array per input name): {e}") from None
 
 
 def _calibration(path: str | None, required_for: str):
@@ -273,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="edgetpu: full-int8 .tflite; jetson: ONNX FP32 + INT8 Q/DQ for TensorRT "
                       "(TF-TRT on JetPack builds); openvino: FP16 IR for NCS/NCS2; onnx: ONNX")
     conv.add_argument("--out", required=True, help="output directory; each target writes OUT/TARGET/")
-    conv.add_argument("--calibration", help=".npy array of preprocessed inputs (edgetpu, jetson)")
+    conv.add_argument("--calibration", help=".npy array of preprocessed inputs (edgetpu, jetson); "
+                      "for several inputs an .npz with one array per input name")
     conv.add_argument("--board", default=DEFAULT_JETSON, choices=list(JETSON_BOARDS),
                       help="the jetson target's board: its TensorRT's opset and precision "
                            "(Nano/TX2: FP16, no calibration; Xavier/Orin: INT8 and FP16; "
