@@ -54,7 +54,9 @@ def test_ir_is_also_checked_in_fp16_compute_the_ncs2s_precision(tmp_path, tiny_m
     r = openvino.convert(tiny_model, tmp_path / "ov", validation_data=tiny_data)
     f32, f16 = r.fidelity["openvino_fp16"], r.fidelity["openvino_fp16_compute"]
     # FP16 arithmetic costs more than FP16 weights alone: the run really computed in FP16
-    assert f16["max_abs_error_rel"] > 1.5 * f32["max_abs_error_rel"]
+    # (the emulation rounds weights and every activation to FP16; ONNX Runtime's CPU runs
+    # ops without an FP16 kernel in float32 between the roundings: a smaller excess)
+    assert f16["max_abs_error_rel"] > (1.5 if cpu_fp16 else 1.02) * f32["max_abs_error_rel"]
     assert f16["top1_agreement"] >= 0.99 and r.ok
     assert any(("FP16 inference precision" if cpu_fp16 else "emulated") in n for n in r.notes)
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == [
