@@ -91,6 +91,7 @@ def test_derived_schedule_ramps_then_freezes_the_second_half():
     hist = model.fit(x, y, epochs=10, batch_size=16, verbose=0, callbacks=[cb, probe])
     sched = cb._schedule
     assert (sched.begin_step, sched.end_step) == (8, 24)  # 20 % warm-up, ramp to mid-way of 40
+    assert sched.power == 3.0
     assert all(np.array_equal(seen[i][g], seen[-1][g]) for i in range(24, 40) for g in seen[-1])
     assert hist.history["prune_macs_removed"][-1] == pytest.approx(0.5, abs=0.08)
     assert hist.history["prune_rate"][0] == 0.0  # nothing masked during the warm-up epochs
@@ -221,6 +222,8 @@ def test_reference_from_first_epochs_holds_pruning():
     assert hist.history["prune_rate"][:2] == [0.0, 0.0]
     assert cb.guard.reference == max(hist.history["val_accuracy"][:2])
     assert hist.history["prune_rate"][-1] > 0
+    # the guard's ramp is quadratic (after its reference epochs), the plain one cubic
+    assert cb._schedule.power == 2.0 and (cb._schedule.begin_step, cb._schedule.end_step) == (4, 8)
 
 
 def test_guard_reference_survives_save_and_load(tmp_path):

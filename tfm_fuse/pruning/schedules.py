@@ -213,11 +213,12 @@ def _check_tfmot_steps(schedule) -> None:
 
 
 def gradual(final_rate: float, *, begin_step: int, fit_end_step: int,
-            ramp_share: float = 0.5) -> PolynomialDecay:
+            ramp_share: float = 0.5, power: float = 3.0) -> PolynomialDecay:
     """The schedule FuPruner derives from `fit`'s length when none is given.
 
-    Pruning ramps up cubically (large steps while the network is redundant, small ones near the
-    target, as Zhu & Gupta's gradual pruning) from `begin_step` to halfway between it and the
+    Pruning ramps up cubically by default (`power`: large steps while the network is redundant,
+    small ones near the target, as Zhu & Gupta's gradual pruning) from `begin_step` to halfway
+    between it and the
     last step of `fit`; the masks then stay fixed for the second half, so the model recovers
     its accuracy and BatchNorm its statistics before `fit` ends.
 
@@ -227,7 +228,7 @@ def gradual(final_rate: float, *, begin_step: int, fit_end_step: int,
         (100, 300, 0.5)
     """
     end = begin_step + max(1, int((fit_end_step - begin_step) * ramp_share))
-    return PolynomialDecay(0.0, final_rate, begin_step=begin_step, end_step=end, power=3.0)
+    return PolynomialDecay(0.0, final_rate, begin_step=begin_step, end_step=end, power=power)
 
 
 SCHEDULES = {cls.__name__: cls for cls in (Constant, PolynomialDecay, Stepwise)}
