@@ -83,7 +83,13 @@ class Source:
 
     def export_saved_model(self, path: str | os.PathLike) -> str:
         """Exports a SavedModel whose serving signature has these static inputs (named as
-        the model's inputs)."""
+        the model's inputs), and returns its path: `path`, or a temporary folder when `path`
+        holds a glob character (`[`, `]`, `*`, `?`), which TensorFlow's variable reader would
+        take as a pattern (`out/model[1]` fails with "Failed to find any matching files")."""
+        import tempfile
+
+        if any(c in str(path) for c in "[]*?"):
+            path = tempfile.mkdtemp(prefix="tfm_fuse_saved_model_")  # the caller removes it
         specs = self.tensor_specs()
         signature = specs if len(specs) == 1 else [_pack_like_inputs(self.model, specs)]
         try:

@@ -99,8 +99,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, representative_data
 def _to_tflite(src: Source, rep: Samples, io_dtype: str, export_dir: Path) -> bytes:
     import tensorflow as tf
 
-    src.export_saved_model(export_dir)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(export_dir))
+    export_dir = src.export_saved_model(export_dir)
+    converter = tf.lite.TFLiteConverter.from_saved_model(export_dir)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: _one_by_one(rep)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

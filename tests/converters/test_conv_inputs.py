@@ -37,6 +37,15 @@ def test_dynamic_batch_is_fixed_to_one_with_a_note(tiny_model):
 
 
 @pytest.mark.parametrize("target", sorted(CONVERTERS))
+def test_a_folder_name_with_glob_characters_converts(target, tmp_path, tiny_model, tiny_data):
+    """TensorFlow reads a SavedModel's variables through a glob: `out/model[1]` used to fail
+    with "Failed to find any matching files" (reported as a write error)."""
+    r = CONVERTERS[target](tiny_model, tmp_path / "model[1]", tiny_data)
+    assert r.ok, str(r)
+    assert (tmp_path / "model[1]" / "report.json").exists()
+
+
+@pytest.mark.parametrize("target", sorted(CONVERTERS))
 def test_dynamic_spatial_size_is_rejected_and_nothing_written(target, tmp_path, tiny_data):
     inp = keras.Input((None, None, 3), name="frames")
     out = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))
