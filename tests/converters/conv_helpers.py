@@ -1,4 +1,5 @@
-"""Helpers for the converter tests: a tiny residual CNN, leftovers check (imported by name)."""
+"""Helpers for the converter tests: a tiny residual CNN, leftovers check, the markers for the
+old OpenVINO releases' Pythons (imported by name)."""
 
 import os
 
@@ -6,6 +7,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tfm_fuse.converters._ov_legacy import OV2021, python310_available, python_available  # noqa: E402
+
+# the old OpenVINO releases' venvs need pyenv's Pythons (first use builds the venv: slow)
+needs_py310 = pytest.mark.skipif(not python310_available(),
+                                 reason="python3.10 (PYENV_VERSION=3.10.13) is not available")
+needs_py39 = pytest.mark.skipif(not python_available(OV2021),
+                                reason="needs pyenv's python3.9 for OpenVINO 2021.4.2")
 
 
 def residual_cnn(input_shape=(16, 16, 3), classes: int = 10, width: int = 8,

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conv_helpers import needs_py39, needs_py310
 
 from tfm_fuse.converters import edgetpu, onnx, openvino, tensorrt
-from tfm_fuse.converters._ov_legacy import OV2021, python310_available, python_available
 from tfm_fuse.converters._source import load_source, sample_array
 from tfm_fuse.errors import ConfigError
 
@@ -124,7 +124,7 @@ def test_a_saved_model_with_two_inputs_converts(tmp_path, two_inputs, data):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not python310_available(), reason="needs pyenv's python3.10 for OpenVINO 2022.3.2")
+@needs_py310
 def test_openvino_2022_3_2_runs_both_inputs_and_outputs(tmp_path, two_inputs, data):
     r = openvino.convert(two_inputs, tmp_path / "ov", validation_data=data, legacy_runtime=True)
     assert r.ok, str(r)
@@ -134,8 +134,7 @@ def test_openvino_2022_3_2_runs_both_inputs_and_outputs(tmp_path, two_inputs, da
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not python_available(OV2021),
-                    reason="needs pyenv's python3.9 for OpenVINO 2021.4.2")
+@needs_py39
 def test_first_ncs_ir_v10_feeds_both_inputs(tmp_path, two_inputs, data):
     r = openvino.convert(two_inputs, tmp_path / "ncs", board="ncs", validation_data=data)
     assert r.ok, str(r)

@@ -3,16 +3,12 @@
 import keras
 import numpy as np
 import pytest
-from conv_helpers import assert_nothing_left
+from conv_helpers import assert_nothing_left, needs_py39, needs_py310
 
 from tfm_fuse.converters import Report, openvino
-from tfm_fuse.converters._ov_legacy import (
-    OV2021, python310_available, python_available, run_ir_2022,
-)
+from tfm_fuse.converters._ov_legacy import run_ir_2022
 from tfm_fuse.errors import ConversionError
 
-needs_py310 = pytest.mark.skipif(not python310_available(),
-                                 reason="python3.10 (PYENV_VERSION=3.10.13) is not available")
 
 
 def _upsampling_model() -> keras.Model:
@@ -124,8 +120,7 @@ def test_an_op_the_ncs2_cannot_run_is_named(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not python_available(OV2021),
-                    reason="needs pyenv's python3.9 for OpenVINO 2021.4.2")
+@needs_py39
 def test_first_ncs_gets_an_ir_v10_read_and_run_by_a_real_reader(tmp_path, tiny_model, tiny_data):
     r = openvino.convert(tiny_model, tmp_path / "ncs", board="ncs", validation_data=tiny_data)
     assert r.ok, str(r)
