@@ -137,6 +137,16 @@ def fp16_onnx(fp32: Path, out: Path) -> Path:
     return out
 
 
+def run_fp16(fp32: Path, x: Samples) -> np.ndarray | list[np.ndarray]:
+    """Outputs of `fp32` computed with FP16 weights and arithmetic (`fp16_onnx`), the FP16
+    copy written beside it for the run and removed after it."""
+    fp16 = fp16_onnx(fp32, fp32.with_name("_fp16_check.onnx"))
+    try:
+        return run_onnx(fp16, x)
+    finally:
+        fp16.unlink(missing_ok=True)
+
+
 def onnx_op_counts(path: str | os.PathLike) -> dict[str, int]:
     """How many nodes of each op type the ONNX graph holds."""
     import onnx

@@ -231,18 +231,16 @@ def _check_fp16_compute(src: Source, stage: Staging, xml: Path, x: Samples,
     else:
         from tfm_fuse.converters import onnx as onnx_conv
 
+        fp32 = stage.path / "_fp16_check_fp32.onnx"
         try:
-            fp32 = onnx_conv.export_onnx(src, stage.path / "_fp16_check_fp32.onnx", opset=13)
-            fp16 = onnx_conv.fp16_onnx(fp32, stage.path / "_fp16_check.onnx")
-            y_fp16 = onnx_conv.run_onnx(fp16, x)
+            y_fp16 = onnx_conv.run_fp16(onnx_conv.export_onnx(src, fp32, opset=13), x)
         except ConversionError as e:  # a side check: the IR itself is fine
             report.notes.append(f"{key}: this CPU has no FP16 compute in OpenVINO and the "
                                 f"emulation failed ({e}): the NCS2's FP16 arithmetic was not "
                                 "measured.")
             return
         finally:
-            for name in ("_fp16_check_fp32.onnx", "_fp16_check.onnx"):
-                (stage.path / name).unlink(missing_ok=True)
+            fp32.unlink(missing_ok=True)
         report.fidelity[key] = metrics = compare(y_keras, y_fp16)
         report.details[key] = "emulated: FP16 ONNX in ONNX Runtime"
         report.notes.append(f"{key}: this CPU has no FP16 compute in OpenVINO, so the NCS2's "
