@@ -359,6 +359,9 @@ def _is_tensor(data: Any) -> bool:
     return hasattr(data, "numpy") and hasattr(data, "shape") and hasattr(data, "dtype")
 
 
+ONE_PER_INPUT = "a tuple in the inputs' order, or a dict keyed by input name"
+
+
 def _as_batches(element: Any, src: Source, what: str) -> list[np.ndarray]:
     """One batch per input from one element: an array (one input), a tuple/list in input
     order or a dict keyed by input name (several)."""
@@ -373,6 +376,9 @@ def _as_batches(element: Any, src: Source, what: str) -> list[np.ndarray]:
         parts = [element[n] for n in names]
     elif isinstance(element, (tuple, list)) and len(element) == len(names):
         parts = list(element)
+    elif isinstance(element, np.ndarray) or _is_tensor(element):
+        raise ConfigError(f"{what} is one array, but the model has {len(names)} inputs {names}: "
+                          f"give one array per input ({ONE_PER_INPUT}).")
     else:
         raise ConfigError(f"{what}: the model has {len(names)} inputs {names}; each element "
                           f"must be a tuple of {len(names)} arrays in that order or a dict "

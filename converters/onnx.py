@@ -67,8 +67,8 @@ def convert(model: ModelLike, out_dir: str | os.PathLike, *, opset: int = 17,
     src, x_val, report = start.src, start.x_val, start.report
     if batch is None:  # kept dynamic: the note that says it was fixed does not apply
         report.notes = [n for n in report.notes if n != src.batch_note] + [
-            f"Input '{src.input_name}': batch dimension kept dynamic (pass batch=1 for the "
-            "static shape edge runtimes need)."]
+            f"Input{'s' if len(src.inputs) > 1 else ''} '{src.input_name}': batch dimension kept "
+            "dynamic (pass batch=1 for the static shape edge runtimes need)."]
     with Staging(out_dir, overwrite=overwrite, keep_failed=keep_failed) as stage:
         add_fp32(src, stage, report, opset, x_val, max_rel_error, batch=batch)
         report.ok = not report.issues

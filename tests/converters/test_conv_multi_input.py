@@ -66,8 +66,10 @@ def test_malformed_inputs_name_the_input(two_inputs, data):
         sample_array((image, meta[:, :3]), src, what="representative_data")
     with pytest.raises(ConfigError, match=r"holds \[48, 10\] samples for inputs"):
         sample_array((image, meta[:10]), src, what="representative_data")
+    with pytest.raises(ConfigError, match="is one array, but the model has 2 inputs"):
+        sample_array(image, src, what="representative_data")
     with pytest.raises(ConfigError, match="2 inputs \\['image', 'meta'\\]; each element must"):
-        sample_array(iter([image]), src, what="representative_data")
+        sample_array(iter([[image]]), src, what="representative_data")
 
 
 def test_float_targets_feed_each_input_by_name(tmp_path, two_inputs, data):
@@ -167,3 +169,10 @@ def test_the_cli_reads_an_npz_of_one_array_per_input(tmp_path, two_inputs, data)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "out" / "edgetpu" / "report.json").read_text())
     assert report["fidelity"]["tflite_int8"]["n_samples"] == 48
+    np.save(tmp_path / "image_only.npy", data[0])  # one array for two inputs: said in CLI terms
+    proc = subprocess.run([*exe, "convert", "m.keras", "--target", "onnx", "--out", "o2",
+                           "--validation", "image_only.npy"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0
+    assert ("--validation is one array, but the model has 2 inputs ['image', 'meta']: give one "
+            "array per input (an .npz file with one array per input name)") in proc.stderr

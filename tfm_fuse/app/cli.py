@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from tfm_fuse.converters import TARGETS  # cheap: toolchains load inside convert()
+from tfm_fuse.converters._source import ONE_PER_INPUT
 from tfm_fuse.converters.boards import DEFAULT_JETSON, JETSON_BOARDS
 from tfm_fuse.converters.targets import TARGETS as TARGET_TABLE
 from tfm_fuse.errors import TfmFuseError
@@ -28,7 +29,9 @@ TIMED = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")
 CLI_TERMS = (("pass keep_failed=True", "pass --keep-failed"),
              ("pass min_top1=None", "pass --min-top1 0"),
              ("pass overwrite=True", "pass --overwrite"), ("overwrite=True", "--overwrite"),
-             ("pass representative_data=", "pass --calibration INPUTS.npy"))
+             ("pass representative_data=", "pass --calibration INPUTS.npy"),
+             (ONE_PER_INPUT, "an .npz file with one array per input name"),
+             ("representative_data", "--calibration"), ("validation_data", "--validation"))
 
 
 class UsageError(TfmFuseError):
