@@ -176,3 +176,8 @@ def test_the_cli_reads_an_npz_of_one_array_per_input(tmp_path, two_inputs, data)
     assert proc.returncode != 0
     assert ("--validation is one array, but the model has 2 inputs ['image', 'meta']: give one "
             "array per input (an .npz file with one array per input name)") in proc.stderr
+    proc = subprocess.run([*exe, "bench", "m.keras", "--runtimes", "onnxruntime", "litert_int8",
+                           "--runs", "5"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)  # its random calibration: one array per input
+    assert proc.returncode == 0, proc.stderr
+    assert "0:m" in proc.stdout

@@ -174,9 +174,8 @@ def cmd_convert(args) -> int:
 def cmd_bench(args) -> int:
     import tempfile
 
-    import numpy as np
-
     from tfm_fuse.app import latency
+    from tfm_fuse.converters._source import load_source, random_inputs
 
     runtimes = tuple(args.runtimes)
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,8 +183,7 @@ def cmd_bench(args) -> int:
         for i, path in enumerate(args.models):
             model = _load_model(path)
             calib = (_inputs(args.calibration, "--calibration") if args.calibration else
-                     np.random.default_rng(0).uniform(size=(32, *model.inputs[0].shape[1:]))
-                     .astype("float32"))
+                     random_inputs(load_source(model), n=32))  # one array per input
             name = f"{i}:{Path(path).stem}"
             cases[name] = latency.export(model, Path(tmp) / str(i), calib, runtimes=runtimes)
         table = latency.compare(cases, runs=args.runs, threads=args.threads)
