@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfm_fuse.converters._source import keras_order
+from tfm_fuse.converters._source import in_keras_order, single_or_list
 from tfm_fuse.errors import ConversionError
 
 OV_VERSION = "2022.3.2"
@@ -193,12 +193,9 @@ def _run_script(python: Path, script_text: str, xml, x, output_names=None) -> Le
 def _outputs_in(found: dict[str, np.ndarray], output_names: list[str] | None):
     """One array, or a list: in `output_names`' order when the runtime kept those names,
     else in the Keras order of its own names."""
-    names = list(found)
     if output_names is not None and all(n in found for n in output_names):
-        ordered = [found[n] for n in output_names]
-    else:
-        ordered = [found[names[i]] for i in keras_order(names)]
-    return ordered[0] if len(ordered) == 1 else ordered
+        return single_or_list([found[n] for n in output_names])
+    return single_or_list(in_keras_order(found))
 
 
 def run_ir_2022(xml: str | os.PathLike, x, venv: Path = VENV_DIR) -> LegacyResult:

@@ -151,12 +151,23 @@ def rows(x: Samples, start: int, stop: int | None = None) -> Samples:
     return x[start:stop]
 
 
+def single_or_list(items: list) -> Any:
+    """The one item, or the list when there are several: how every check returns outputs."""
+    return items[0] if len(items) == 1 else items
+
+
+def in_keras_order(named: dict) -> list:
+    """A serving signature's outputs (`{"output_0": ..., "output_1": ...}` or a dict model's
+    keys) as a list in the Keras model's output order (`keras_order`)."""
+    names = list(named)
+    return [named[names[i]] for i in keras_order(names)]
+
+
 def outputs_of(out: Any) -> np.ndarray | list[np.ndarray]:
     """A Keras call's outputs as arrays: one array, or a list in `keras.tree.flatten` order."""
     import keras
 
-    arrays = [np.asarray(o) for o in keras.tree.flatten(out)]
-    return arrays[0] if len(arrays) == 1 else arrays
+    return single_or_list([np.asarray(o) for o in keras.tree.flatten(out)])
 
 
 def load_source(model: ModelLike) -> Source:
@@ -243,9 +254,7 @@ def _wrap_saved_model(path: Path) -> Any:
     else:
         out = _keyword_tfsm_layer(path)(inputs)
     if isinstance(out, dict):  # the signature's outputs, in Keras's order
-        names = list(out)
-        out = [out[names[i]] for i in keras_order(names)]
-        out = out[0] if len(out) == 1 else out
+        out = single_or_list(in_keras_order(out))
     return keras.Model(list(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values())),
                        out, name=path.name)
 

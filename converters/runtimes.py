@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfm_fuse.converters._source import Samples, call_tool, count, keras_order
+from tfm_fuse.converters._source import (Samples, call_tool, count, in_keras_order, keras_order,
+                                         single_or_list)
 from tfm_fuse.errors import ConversionError
 
 
@@ -44,10 +45,6 @@ def by_input(x: Samples, names: list[str]) -> list[np.ndarray]:
                                   f"inputs {list(x)}: it cannot be fed.")
         arrays.append(x[key])
     return arrays
-
-
-def _single_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
-    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
@@ -91,7 +88,7 @@ class LiteRT:
                 if out["dtype"] in (np.int8, np.uint8):
                     y = dequantize(y, *out["quantization"])
                 seen.append(y[0])
-        return _single_or_list([np.stack(r) for r in results])
+        return single_or_list([np.stack(r) for r in results])
 
     def timer(self) -> Callable[[], None]:
         for d in self.interp.get_input_details():
@@ -119,8 +116,7 @@ def keras_ordered_outputs(interp) -> list[dict]:
         return details
     named = interp.get_signature_runner("serving_default").get_output_details()
     by_index = {d["index"]: d for d in details}
-    names = list(named)
-    return [by_index[named[names[i]]["index"]] for i in keras_order(names)]
+    return [by_index[d["index"]] for d in in_keras_order(named)]
 
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64,
@@ -158,7 +154,7 @@ class OnnxRuntime:
                     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - n, axis=0)])
                 feeds[inp.name] = chunk
             runs.append([y[:n] for y in self.session.run(None, feeds)])
-        return _single_or_list([np.concatenate(parts, axis=0) for parts in zip(*runs)])
+        return single_or_list([np.concatenate(parts, axis=0) for parts in zip(*runs)])
 
     def timer(self) -> Callable[[], None]:
         feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
@@ -186,7 +182,7 @@ class OpenVINO:
         outputs = list(self.compiled.outputs)
         if len(outputs) > 1:  # named by the serving signature: in Keras's order
             outputs = [outputs[i] for i in keras_order([o.get_any_name() for o in outputs])]
-        return _single_or_list([np.concatenate([r[o] for r in runs], axis=0) for o in outputs])
+        return single_or_list([np.concatenate([r[o] for r in runs], axis=0) for o in outputs])
 
     def timer(self) -> Callable[[], None]:
         request = self.compiled.create_infer_request()

@@ -36,7 +36,7 @@ from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.converters import onnx as onnx_conv
 from tfm_fuse.converters._fidelity import check_top1, compare
 from tfm_fuse.converters._source import (ModelLike, Samples, Source, call_tool, count,
-                                        keras_order, prepare)
+                                        in_keras_order, prepare, single_or_list)
 from tfm_fuse.converters.runtimes import by_input
 from tfm_fuse.converters._staging import Staging
 from tfm_fuse.converters.boards import DEFAULT_JETSON, JetsonBoard, jetson_board
@@ -295,9 +295,8 @@ def _tf_trt(src: Source, stage: Staging, report: Report, rep: Samples | None,
     converter.save(str(out))
     fn = tf.saved_model.load(str(out)).signatures["serving_default"]
     runs = [fn(**dict(zip(names, one(x_val, i)))) for i in range(count(x_val))]
-    keys = list(runs[0])
-    y = [np.concatenate([r[keys[k]].numpy() for r in runs]) for k in keras_order(keys)]
-    y = y[0] if len(y) == 1 else y
+    y = single_or_list(in_keras_order({k: np.concatenate([r[k].numpy() for r in runs])
+                                       for k in runs[0]}))
     report.artefacts["tftrt_saved_model"] = stage.final(out.name)
     key = f"tftrt_{precision.lower()}"
     report.fidelity[key] = metrics = compare(src.predict(x_val), y)

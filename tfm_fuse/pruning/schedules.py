@@ -218,9 +218,8 @@ def gradual(final_rate: float, *, begin_step: int, fit_end_step: int,
 
     Pruning ramps up cubically by default (`power`: large steps while the network is redundant,
     small ones near the target, as Zhu & Gupta's gradual pruning) from `begin_step` to halfway
-    between it and the
-    last step of `fit`; the masks then stay fixed for the second half, so the model recovers
-    its accuracy and BatchNorm its statistics before `fit` ends.
+    between it and the last step of `fit`; the masks then stay fixed for the second half, so
+    the model recovers its accuracy and BatchNorm its statistics before `fit` ends.
 
     Example:
         >>> s = gradual(0.5, begin_step=100, fit_end_step=500)
