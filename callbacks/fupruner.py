@@ -125,7 +125,7 @@ class FuPruner(keras.callbacks.Callback):
             scope=self.scope or options.scope,
             align=self.align if self.align is not None else options.align,
             max_group_rate=self.max_group_rate, allow_unknown=options.allow_unknown,
-            input_shape=options.input_shape)
+            input_shape=options.input_shape, runtime=options.runtime)
         self._options = dataclasses.replace(
             options, budget=self.budget, schedule=schedule_to_config(self._schedule),
             update_freq=self._freq, criterion=self._updater.criterion_name,

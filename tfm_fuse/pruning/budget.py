@@ -29,9 +29,12 @@ class Kind(StrEnum):
     MACS = "macs"
     PARAMS = "params"
     MEMORY = "memory"
+    LATENCY = "latency"        # measured on a runtime (`latency.LatencyModel`)
+    INT8_BYTES = "int8_bytes"  # the full-integer .tflite's parameter bytes (Edge TPU memory)
 
 
-# the cost model's name of each reduced quantity (`CostModel.totals` keys)
+# the cost model's name of each quantity reduced through a channel rate (`CostModel.totals`
+# keys); LATENCY and INT8_BYTES are allocated by their cost per channel instead
 COST_METRIC = {Kind.MACS: "macs", Kind.PARAMS: "params", Kind.MEMORY: "activation_bytes"}
 
 
@@ -47,7 +50,7 @@ class Budget:
         object.__setattr__(self, "value", check_fraction(self.value, self.kind.value))
 
     @classmethod
-    def from_options(cls, *, rate=None, macs=None, params=None, memory=None,
+    def from_options(cls, *, rate=None, macs=None, params=None, memory=None, latency=None,
                      default: "Budget | None" = None) -> "Budget | None":
         """The one budget given as keyword, or `default` when none is.
 
@@ -55,11 +58,11 @@ class Budget:
             ConfigError: more than one budget, or a value outside [0, 1).
         """
         given = {k: v for k, v in (("rate", rate), ("macs", macs), ("params", params),
-                                   ("memory", memory)) if v is not None}
+                                   ("memory", memory), ("latency", latency)) if v is not None}
         if len(given) > 1:
             raise ConfigError(f"Give one pruning budget, not {len(given)}. Received: "
                               + ", ".join(f"{k}={v!r}" for k, v in given.items())
-                              + "; accepted: one of rate=, macs=, params=, memory=.")
+                              + "; accepted: one of rate=, macs=, params=, memory=, latency=, fits=.")
         if not given:
             return default
         (kind, value), = given.items()

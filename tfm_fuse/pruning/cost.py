@@ -1,4 +1,5 @@
-"""What the stripped model would cost, without stripping: params, MACs, activation bytes.
+"""What the stripped model would cost, without stripping: params, MACs, activation bytes, and
+the bytes of its parameters in a full-integer `.tflite` (what must fit the Edge TPU's memory).
 
 `CostModel(graph)` turns every layer's cost into terms `const × Π kept(positions)`: a weight's
 size scales with the kept positions on each channel axis, a layer's MACs with the kept fraction
@@ -8,10 +9,17 @@ pruning re-evaluates it after every step. Totals equal `profile(strip(masked))` 
 Depthwise and BatchNorm layers; a SeparableConv's depthwise MACs are counted as scaling with
 both sides (slight under-estimate).
 
+`int8_param_bytes` counts what the full-integer converter stores: 1 byte per weight of a
+convolution or Dense kernel, 4 (int32) per output channel for its bias (the converter adds one
+where the layer has none), BatchNormalization folded away; any other layer's weights at 1 byte.
+It is what `converters._edgetpu_ops.check_tflite` reports as `parameter_bytes`, the figure the
+Edge TPU compiler caches in on-chip memory ("Parameter data caching", coral.ai/docs/edgetpu/
+compiler), less the per-channel quantization scales.
+
 Example:
     >>> cm = CostModel(graph)
     >>> cm.totals(cm.keep_from_masks(masked_model))
-    {'params': 12345, 'macs': 678900, 'activation_bytes': 45678}
+    {'params': 12345, 'macs': 678900, 'activation_bytes': 45678, 'int8_param_bytes': 12970}
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import keras
 import numpy as np
 
 from tfm_fuse import rules
@@ -26,7 +35,10 @@ from tfm_fuse.complexity import tensor_bytes
 from tfm_fuse.graph import ModelGraph, require_static
 from tfm_fuse.pruning.masks import removable
 
-METRICS = ("params", "macs", "activation_bytes")
+METRICS = ("params", "macs", "activation_bytes")     # what `complexity.profile` also counts
+ALL_METRICS = METRICS + ("int8_param_bytes",)
+INT8 = 3  # the index of int8_param_bytes
+_BIASED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
 
 @dataclasses.dataclass
@@ -80,6 +92,11 @@ class CostModel:
                         const /= shape[ax.axis % len(shape)]
                         factors.append((side_ch[ax.side], ax.repeat))
                 self.terms.append(Term(0, layer.name, const, factors))
+                if not isinstance(inner, keras.layers.BatchNormalization):  # folded in int8
+                    width = 4 if name == "bias" and isinstance(inner, _BIASED) else 1
+                    self.terms.append(Term(INT8, layer.name, const * width, factors))
+            if isinstance(inner, _BIASED) and not getattr(inner, "use_bias", True):
+                self.terms.append(Term(INT8, layer.name, 4.0, [(side_ch["out"], 1)]))
         in_shapes = [g.tensors[t].shape for t in node.inputs]
         out_shapes = [g.tensors[t].shape for t in node.outputs]
         for const, sides in (rule.mac_terms(layer, in_shapes, out_shapes) if rule else []):
@@ -106,7 +123,34 @@ class CostModel:
         return np.array([t.value(keep) for t in self.terms])
 
     def totals(self, keep: np.ndarray) -> dict[str, int]:
-        sums = np.zeros(3)
+        sums = np.zeros(len(ALL_METRICS))
         for t in self.terms:
             sums[t.metric] += t.value(keep)
-        return {m: int(round(v)) for m, v in zip(METRICS, sums)}
+        return {m: int(round(v)) for m, v in zip(ALL_METRICS, sums)}
+
+    def group_total(self, keep: np.ndarray, gid: int, metric: int) -> float:
+        """Sum of the `metric` terms that depend on group `gid`'s channels."""
+        return sum(self.terms[i].value(keep) for i in self.terms_of_group.get(gid, ())
+                   if self.terms[i].metric == metric)
+
+
+class MetricCost:
+    """One metric of a `CostModel` (e.g. `INT8`) as `allocation.allocate_to_cost` reads it."""
+
+    def __init__(self, model: CostModel, metric: int):
+        self.model, self.metric = model, metric
+        terms_groups: dict[int, set[int]] = {}
+        for gid, terms in model.terms_of_group.items():
+            for i in terms:
+                terms_groups.setdefault(i, set()).add(gid)
+        self._neighbours = {gid: sorted({h for i in terms for h in terms_groups[i]} - {gid})
+                            for gid, terms in model.terms_of_group.items()}
+
+    def predict(self, keep: np.ndarray) -> float:
+        return float(sum(t.value(keep) for t in self.model.terms if t.metric == self.metric))
+
+    def partial(self, keep: np.ndarray, gid: int) -> float:
+        return self.model.group_total(keep, gid, self.metric)
+
+    def neighbours(self, gid: int) -> list[int]:
+        return self._neighbours.get(gid, [])

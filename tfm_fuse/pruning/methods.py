@@ -64,6 +64,7 @@ def _parse_method(method: str) -> Method:
 
 def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
           macs: float | None = None, params: float | None = None, memory: float | None = None,
+          latency: float | None = None, runtime: str | None = None, fits: str | None = None,
           align: int | None = None, criterion: str | None = None, scope: str | None = None,
           mode: str | None = None, target: float | None = None, seed: int | None = None,
           layers: Iterable[str] | None = None, allow_unknown: bool = False,
@@ -71,7 +72,9 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
     """Prune `model`: one-shot, prepared for the `FuPruner` callback, or complexity-driven.
 
     The budget is one of `rate` (fraction of channels), `macs`, `params` or `memory` (fraction
-    of the stripped model's MACs, parameters or activation bytes to remove).
+    of the stripped model's MACs, parameters or activation bytes to remove), `latency`
+    (fraction of its latency measured on `runtime`) or `fits="edgetpu"` (its full-integer
+    parameters fit the Edge TPU's on-chip memory).
 
     Args:
         model: a Sequential or functional Keras 3 model. Not modified.
@@ -85,6 +88,13 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
             `"complexity"` when no budget is given.
         params: fraction of parameters to remove.
         memory: fraction of activation memory to remove.
+        latency: fraction of the latency on `runtime` to remove (`0.5`: twice as fast). The
+            model's layers are timed there once at several widths (cached), and channels go
+            where they save the most time per importance lost (`pruning.latency`).
+        runtime: where `latency` is measured: `"litert_int8"` (full-integer LiteRT, XNNPACK:
+            the Coral and phone path), `"openvino_cpu"` or `"onnxruntime"`.
+        fits: `"edgetpu"`: remove the least important channels per byte until the
+            full-integer parameters fit the Edge TPU's 8 MiB on-chip memory.
         align: keep a multiple of this many channels per group. Defaults to `None`.
         criterion: FuPruner's ranking, `"l1"`, `"l2"` or `"fused"`. Defaults to `"l2"`.
         scope: `"global"` (one ranking over all groups) or `"layer"` (the same rate in each).
@@ -128,7 +138,11 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
                              or seed < 0):
         raise ConfigError(f"`seed` must be an integer >= 0 or None. Received: seed={seed!r}")
     budget = Budget.from_options(rate=rate, macs=macs, params=params, memory=memory,
-                                 default=None)
+                                 latency=latency, default=None)
+    if fits is not None:
+        budget = _fits_budget(fits, budget)
+    if runtime is not None or (budget is not None and budget.kind is Kind.LATENCY):
+        runtime = _latency_runtime(runtime, budget)
     check_finite_weights(model, "pruning")  # NaN norms would rank channels arbitrarily
     if input_shape is not None:  # checked (and made a list of shapes) once, here
         input_shape = [list(s) for s in check_input_shape(functional_view(model), input_shape)]
@@ -141,23 +155,71 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
     scope = parse_scope(scope or (DEFAULT_SCOPE if method is Method.FUPRUNER else "layer")).value
     if method is Method.FUPRUNER:
         criteria.get(criterion or DEFAULT_CRITERION)
+        wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
+        budget = _resolve_fit(budget, wrapped, allow_unknown, input_shape)
         options = PruningOptions(budget=budget, criterion=criterion or DEFAULT_CRITERION,
                                  scope=scope, align=align, allow_unknown=allow_unknown,
-                                 input_shape=input_shape)
-        wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
+                                 input_shape=input_shape, runtime=runtime)
+        if budget.kind is Kind.LATENCY:  # measure now (cached), not in the middle of fit
+            MaskUpdater(wrapped, allow_unknown=allow_unknown, input_shape=input_shape,
+                        runtime=runtime, align=align).latency_model()
         write_options(wrapped, options)
         return wrapped
     wrapped = wrap(model, layers=layers, allow_unknown=allow_unknown)
+    budget = _resolve_fit(budget, wrapped, allow_unknown, input_shape)
     updater = MaskUpdater(wrapped, criterion=method.value, scope=scope, align=align,
-                          zero_masked=False, allow_unknown=allow_unknown, input_shape=input_shape)
+                          zero_masked=False, allow_unknown=allow_unknown, input_shape=input_shape,
+                          runtime=runtime)
     updater.update(budget.value, budget.kind)
     return wrapped
+
+
+def _fits_budget(fits, budget: Budget | None) -> Budget:
+    """`fits="edgetpu"` as a budget of int8 parameter bytes (its value set by `_resolve_fit`)."""
+    if fits != "edgetpu":
+        raise ConfigError(f"`fits` names the memory to fit; accepted: fits='edgetpu'. "
+                          f"Received: fits={fits!r}")
+    if budget is not None:
+        raise ConfigError(f"Give one pruning budget: fits='edgetpu' or {budget.kind.value}=, "
+                          f"not both. Received: fits={fits!r}, {budget.kind.value}={budget.value!r}")
+    return Budget(Kind.INT8_BYTES, 0.0)
+
+
+def _resolve_fit(budget: Budget, wrapped, allow_unknown: bool, input_shape) -> Budget:
+    """An int8-bytes budget's value: the fraction to remove so that the parameters fit."""
+    if budget.kind is not Kind.INT8_BYTES:
+        return budget
+    from tfm_fuse.converters._edgetpu_ops import SRAM_BYTES
+    from tfm_fuse.graph import analyze
+    from tfm_fuse.pruning.cost import CostModel
+
+    cost = CostModel(analyze(wrapped, allow_unknown=allow_unknown, input_shape=input_shape))
+    full = cost.totals(cost.full())["int8_param_bytes"]
+    return budget.with_value(min(max(0.0, 1.0 - SRAM_BYTES / max(full, 1)), 0.99))
+
+
+def _latency_runtime(runtime, budget: Budget | None) -> str:
+    from tfm_fuse.pruning.latency import RUNTIMES, check_runtime
+
+    if budget is None or budget.kind is not Kind.LATENCY:
+        raise ConfigError(f"`runtime` is where a latency budget is measured; give latency= "
+                          f"with it. Received: runtime={runtime!r}")
+    if runtime is None:
+        raise ConfigError(f"A latency budget is measured on a runtime. Received: "
+                          f"latency={budget.value!r} without runtime=; accepted: "
+                          f"runtime={' or '.join(repr(r) for r in RUNTIMES)}.")
+    return check_runtime(runtime)
 
 
 def _complexity(model, budget: Budget | None, mode, target, align, seed, allow_unknown):
     from tfm_fuse.pruning.complexity_driven import complexity_prune
 
     if budget is not None:
+        if budget.kind in (Kind.LATENCY, Kind.INT8_BYTES):
+            raise ConfigError(
+                "method='complexity' prunes at initialisation to a count of params, MACs or "
+                "memory; a measured latency or Edge TPU memory budget is allocated by "
+                "method='fupruner' (during fit) or a one-shot method ('l1', 'l2', 'fused').")
         if budget.kind is Kind.RATE:
             raise ConfigError(
                 "method='complexity' removes a fraction of params, MACs or memory, not of "

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import keras
 import numpy as np
 
+from tfm_fuse.errors import ConfigError
 from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.budget import COST_METRIC, Budget, Kind, solve_rate
-from tfm_fuse.pruning.cost import CostModel
+from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
+from tfm_fuse.pruning.latency import RUNTIMES, LatencyCost, LatencyModel
 from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.pruning.wrapping import wrap
@@ -39,6 +42,8 @@ from tfm_fuse.validation import check_fraction
 # 0.919; "fused" also depends on BatchNorm statistics (0.944 on MobileNetV2 in another run).
 DEFAULT_CRITERION = "l2"
 DEFAULT_SCOPE = "global"
+# the widths a latency model is calibrated at: the whole model, and half its channels per layer
+CALIBRATION_RATES = (0.0, 0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +64,14 @@ class PruningOptions:
     allow_unknown: bool = False
     reference: float | None = None   # the accuracy guard's reference, once measured
     input_shape: list | None = None  # the size costs are counted at (dynamic-size models)
+    runtime: str | None = None       # where a latency budget is measured
 
     def get_config(self) -> dict:
         return {"budget": self.budget.get_config(), "criterion": self.criterion,
                 "scope": self.scope, "align": self.align, "schedule": self.schedule,
                 "update_freq": self.update_freq, "allow_unknown": self.allow_unknown,
-                "reference": self.reference, "input_shape": self.input_shape}
+                "reference": self.reference, "input_shape": self.input_shape,
+                "runtime": self.runtime}
 
     @classmethod
     def from_config(cls, config: dict) -> "PruningOptions":
@@ -103,13 +110,17 @@ class MaskUpdater:
         zero_masked: write zeros into masked filters at each update. Defaults to `True`.
         allow_unknown: analyse layers of unknown type as pinned. Defaults to `False`.
         input_shape: count costs at this input size (models of unknown spatial size).
+        runtime: the runtime a `latency` budget is measured on (`latency.RUNTIMES`).
     """
 
     def __init__(self, model: keras.Model, *, criterion: str = DEFAULT_CRITERION,
                  scope: str = DEFAULT_SCOPE,
                  align: int | None = None, max_group_rate: float = 0.9, zero_masked: bool = True,
-                 allow_unknown: bool = False, input_shape=None):
+                 allow_unknown: bool = False, input_shape=None, runtime: str | None = None):
         self.model = model
+        self.runtime = runtime
+        self._latency = None  # built by the first latency budget (`latency_model`)
+        self._warned: set = set()
         self.criterion_name = criterion
         self.criterion = criteria.get(criterion)
         self.scope = allocation.parse_scope(scope)
@@ -132,8 +143,11 @@ class MaskUpdater:
         channel rate whose stripped model is reduced by `target` (see `budget.solve_rate`)."""
         kind = Kind(kind)
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
-        rate = target if kind is Kind.RATE else self.rate_for(scores, target, kind)
-        masks = self._allocate(scores, rate)
+        if kind in (Kind.LATENCY, Kind.INT8_BYTES):
+            masks = self.allocate_to(scores, target, kind)
+        else:
+            rate = target if kind is Kind.RATE else self.rate_for(scores, target, kind)
+            masks = self._allocate(scores, rate)
         self._write(masks)
         if self.zero_masked:
             for w in self.wrappers:
@@ -150,6 +164,84 @@ class MaskUpdater:
             return 1.0 - self.cost.totals(self._keep(self._allocate(scores, rate)))[metric] / full
 
         return solve_rate(removed, target)
+
+    def allocate_to(self, scores: dict[int, np.ndarray], target: float, kind: Kind
+                    ) -> dict[int, np.ndarray]:
+        """Masks removing `target` of the measured latency or of the int8 parameter bytes,
+        chosen by score lost per unit saved (`allocation.allocate_to_cost`)."""
+        cost = (LatencyCost(self.latency_model(), self.graph) if kind is Kind.LATENCY
+                else MetricCost(self.cost, INT8))
+        full = cost.predict(self.cost.full())
+        wanted = {g: s for g, s in scores.items() if g in set(self._removable)}
+        align = self.align
+        if align is None and kind is Kind.LATENCY:
+            align = cost.latency.block  # the runtime's measured channel block
+        masks = allocation.allocate_to_cost(
+            wanted, {g: self.graph.groups[g].channels for g in wanted}, cost,
+            (1.0 - target) * full, n_ids=self.cost.n_ids, align=align,
+            max_group_rate=self.max_group_rate)
+        masks = {g: masks.get(g, np.ones(len(s), "float32")) for g, s in scores.items()}
+        reached = 1.0 - cost.predict(self._keep(masks)) / max(full, 1e-12)
+        if reached < target - 0.02 and (kind, round(target, 2)) not in self._warned:
+            self._warned.add((kind, round(target, 2)))
+            where = f"on {self.runtime}" if kind is Kind.LATENCY else "of int8 parameter bytes"
+            warnings.warn(
+                f"Pruning can remove at most about {reached:.0%} {where}, not {target:.0%}: "
+                f"the rest is spent where fewer channels are not faster (per-inference overhead, "
+                f"layers the runtime runs in blocks of {align or 1} channels) or in groups "
+                f"already at max_group_rate={self.max_group_rate:g}.", stacklevel=3)
+        return masks
+
+    def latency_model(self) -> LatencyModel:
+        """The measured latency model on `runtime`, calibrated on the whole model at full width
+        and thinned to half its channels per layer (built once; measurements cached on disk)."""
+        if self._latency is None:
+            if self.runtime is None:
+                raise ConfigError("A latency budget is measured on a runtime; give one, e.g. "
+                                  "prune(model, method='fupruner', latency=0.5, "
+                                  f"runtime='litert_int8'). Accepted: {', '.join(RUNTIMES)}.")
+            self._latency = LatencyModel(self.graph, self.runtime)
+            scores = allocation.group_scores(self.model, self.graph, self.criterion)
+            for rate in CALIBRATION_RATES:
+                self.time_masks(allocation.allocate(scores, rate, scope="layer",
+                                                    align=self._latency.block))
+        return self._latency
+
+    def time_masks(self, masks: dict[int, np.ndarray]) -> float:
+        """Measured ms on `runtime` of the model stripped with `masks` (cached); the latency
+        model is recalibrated with it. The model's own masks are left as they were."""
+        from tfm_fuse.pruning.stripping import strip
+
+        latency, keep = self.latency_model(), self._keep(masks)
+        key = latency.model_key(keep)
+        if key in latency.cache.entries:
+            return latency.cache.entries[key]
+        saved = self.masks()
+        try:
+            self._write(masks)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "FuPruner never ran": not the point here
+                thin = strip(self.model)
+        finally:
+            self._write(saved)
+        return latency.time_model(thin, keep)
+
+    def meet_latency(self, target: float, *, tolerance: float = 0.02, rounds: int = 4
+                     ) -> dict[str, float]:
+        """Closes the loop on a latency budget, the way NetAdapt does: allocate with the model,
+        measure the stripped result, recalibrate on it, and repeat (at most `rounds` times)
+        until the measured latency is within `tolerance` of removing `target`. Masks are left
+        as the last allocation; returns `{"measured_ms", "full_ms", "removed"}`."""
+        latency = self.latency_model()
+        full = latency.cache.entries[latency.model_key(self.cost.full())]
+        scores = allocation.group_scores(self.model, self.graph, self.criterion)
+        for _ in range(rounds):
+            masks = self.allocate_to(scores, target, Kind.LATENCY)
+            measured = self.time_masks(masks)
+            if abs(1.0 - measured / full - target) <= tolerance:
+                break
+        self._write(masks)
+        return {"measured_ms": measured, "full_ms": full, "removed": 1.0 - measured / full}
 
     def _allocate(self, scores, rate: float) -> dict[int, np.ndarray]:
         return allocation.allocate(scores, rate, scope=self.scope, align=self.align,
@@ -183,6 +275,10 @@ class MaskUpdater:
                "prune_macs": int(totals["macs"])}
         for kind, metric in COST_METRIC.items():
             out[f"prune_{kind.value}_removed"] = 1.0 - totals[metric] / max(self.full[metric], 1)
+        out["prune_int8_bytes"] = int(totals["int8_param_bytes"])
+        if self._latency is not None:
+            full = self._latency.predict(self.cost.full())
+            out["prune_latency_removed"] = 1.0 - self._latency.predict(keep) / max(full, 1e-12)
         return out
 
     def masks(self) -> dict[int, np.ndarray]:

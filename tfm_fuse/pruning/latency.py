@@ -1,0 +1,507 @@
+"""Measured latency of a model's layers on a runtime, as a function of the channels kept.
+
+MACs do not predict latency on the runtimes edge users run: LiteRT int8 takes as long for a
+3×3 convolution on 32×32×64 with 8 output channels as with 64 (its kernels work on blocks of
+channels), and the small and depthwise layers of MobileNetV2 cost their memory traffic and
+per-op overhead more than their MACs. NetAdapt (Yang et al., ECCV 2018) and HALP (Shen et al.,
+NeurIPS 2022) prune to a latency budget with a *lookup table* of measured layer latencies;
+this module builds that table for the model's own layers:
+
+- every Conv2D, DepthwiseConv2D and Dense of the analysed graph is rebuilt alone, at its own
+  input size, kernel, stride and padding, with its input and output channel counts at
+  `WIDTHS` of the original (only on the sides pruning can change), converted the way
+  `tfm_fuse.converters` converts a whole model for that runtime (full-integer `.tflite`,
+  OpenVINO IR with FP16 weights, tf2onnx ONNX), and timed in the runtime (one thread, batch 1,
+  median; on OpenVINO the plugin's own counters, without the reorders and the overhead of a
+  one-layer model, which dominate it there); results are cached per machine and runtime version in
+  `~/.cache/tfm_fuse/latency/<runtime>.json` (or `$TFM_FUSE_CACHE/latency`), so each layer
+  shape is measured once;
+- `LatencyModel.layers_ms(keep)` interpolates each layer's table bilinearly at its kept counts;
+- what one-layer models do not see (the ops between layers, the invoke overhead, the reorders
+  at a micro-model's ends) is absorbed by `calibrate`: the whole model is converted and timed
+  at full width and uniformly thinned, and the prediction becomes `scale × Σ layers + offset`.
+
+`LatencyModel.alignment()` measures the runtime's channel block: the largest multiple whose
+unaligned counts cost as much as the next multiple up (pruning to them saves nothing).
+
+Example:
+    >>> lat = LatencyModel(analyze(model), "litert_int8")       # builds or reads the table
+    >>> lat.predict(np.ones(lat.n_ids, bool))                   # ms of the full model
+    0.41
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfm_fuse import rules
+from tfm_fuse.errors import ConfigError
+from tfm_fuse.graph import ModelGraph, Node
+
+WIDTHS = (0.25, 0.5, 0.75, 1.0)
+RUNTIMES = ("litert_int8", "openvino_cpu", "onnxruntime")
+TIMED_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+# config entries that decide a layer's latency besides its channel counts
+_SHAPE_KEYS = ("kernel_size", "strides", "padding", "dilation_rate", "use_bias", "activation",
+               "depth_multiplier", "groups", "data_format")
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"Latency is measured on one of {', '.join(RUNTIMES)}. "
+                          f"Received: runtime={runtime!r}")
+    return runtime
+
+
+@dataclasses.dataclass
+class TimedLayer:
+    """One timed layer of the graph: its channel ids on each side and its measured grid."""
+
+    name: str
+    in_ids: np.ndarray | None     # channel ids of its input (None: not prunable, fixed)
+    out_ids: np.ndarray | None
+    in_counts: np.ndarray         # grid of input channel counts measured
+    out_counts: np.ndarray
+    ms: np.ndarray                # ms[i, j] at in_counts[i], out_counts[j]
+    tied: bool = False            # depthwise: the output count follows the input count
+
+    def counts(self, keep: np.ndarray) -> tuple[int, int]:
+        """Kept input and output counts (-1: the side is not pruned)."""
+        return (int(keep[self.in_ids].sum()) if self.in_ids is not None else -1,
+                int(keep[self.out_ids].sum()) if self.out_ids is not None else -1)
+
+    def at(self, keep: np.ndarray, block: int = 1) -> float:
+        """Interpolated ms at `keep`'s counts, each rounded up to a multiple of `block` (the
+        runtime computes a partial block as a whole one)."""
+        n_in, n_out = self.counts(keep)
+        n_in = self._blocked(n_in, self.in_counts[-1], block)
+        if self.tied:
+            return float(np.interp(n_in, self.in_counts, self.ms[:, 0]))
+        n_out = self._blocked(n_out, self.out_counts[-1], block)
+        row = [np.interp(n_out, self.out_counts, self.ms[i]) for i in range(len(self.in_counts))]
+        return float(np.interp(n_in, self.in_counts, row))
+
+    @staticmethod
+    def _blocked(n: int, size: float, block: int) -> float:
+        return float(size) if n < 0 else float(min(size, -(-n // block) * block))
+
+
+def _prunable_ids(graph: ModelGraph, ids: np.ndarray) -> bool:
+    prunable = {int(c) for g in graph.groups if g.prunable for c in g.channels}
+    return any(int(c) in prunable for c in ids)
+
+
+def _grid(size: int, pruned: bool) -> list[int]:
+    if not pruned:
+        return [size]
+    return sorted({max(1, int(round(w * size))) for w in WIDTHS})
+
+
+def monotone(ms: np.ndarray) -> np.ndarray:
+    """`ms` with every entry at most the entries at larger counts on both axes: a time measured
+    above one at more channels is an outlier (a preempted run, a cold cache), not the layer."""
+    return np.minimum.accumulate(np.minimum.accumulate(ms[::-1, ::-1], axis=0), axis=1)[::-1, ::-1]
+
+
+def timed_nodes(graph: ModelGraph) -> list[Node]:
+    """The graph's nodes whose layer the table times (each layer once)."""
+    seen, nodes = set(), []
+    for node in graph.nodes:
+        inner = rules.unwrap(node.layer)
+        if (isinstance(inner, TIMED_TYPES) and id(inner) not in seen and node.inputs
+                and getattr(inner, "groups", 1) == 1):
+            seen.add(id(inner))
+            nodes.append(node)
+    return nodes
+
+
+def _signature(inner, in_shape: tuple) -> dict:
+    config = inner.get_config()
+    return {"type": type(inner).__name__, "input": list(in_shape[:-1]),
+            **{k: config[k] for k in _SHAPE_KEYS if k in config}}
+
+
+def micro_model(inner, in_shape: tuple, n_in: int, n_out: int) -> keras.Model:
+    """`inner`'s layer type and configuration alone, on `n_in` input channels, `n_out` out."""
+    config = dict(inner.get_config(), name="timed")
+    if isinstance(inner, keras.layers.DepthwiseConv2D):
+        pass  # its output count follows the input
+    elif isinstance(inner, keras.layers.Dense):
+        config["units"] = n_out
+    else:
+        config["filters"] = n_out
+    x = keras.Input(tuple(in_shape[:-1]) + (n_in,), batch_size=1)
+    return keras.Model(x, type(inner).from_config(config)(x))
+
+
+def _concrete(model: keras.Model, nchw: bool = False):
+    import tensorflow as tf
+
+    shape = (1,) + tuple(model.inputs[0].shape)[1:]
+    if nchw and len(shape) == 4:  # ONNX: the transposes tf2onnx adds cancel out
+        spec = tf.TensorSpec((1, shape[3], shape[1], shape[2]), tf.float32)
+
+        @tf.function(input_signature=[spec])
+        def fn(x):
+            y = model(tf.transpose(x, [0, 2, 3, 1]), training=False)
+            return tf.transpose(y, [0, 3, 1, 2]) if len(y.shape) == 4 else y
+        return fn
+    return tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec(shape, tf.float32)])
+
+
+def _frozen(model: keras.Model):
+    """`model`'s inference as a concrete function with its weights as constants."""
+    from tensorflow.python.framework.convert_to_constants import \
+        convert_variables_to_constants_v2
+
+    return convert_variables_to_constants_v2(_concrete(model).get_concrete_function())
+
+
+def _write_artefact(model: keras.Model, runtime: str, folder: Path, nchw: bool = True) -> Path:
+    """`model` converted for `runtime` into `folder`, as the project's converters would
+    (`nchw`: an ONNX input in NCHW, so that a one-layer model has no transposes)."""
+    import tensorflow as tf
+
+    if runtime == "litert_int8":
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # int8 in, as meant
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([_frozen(model)])
+        shape = (1,) + tuple(model.inputs[0].shape)[1:]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [np.random.default_rng(i).normal(size=shape).astype("float32")] for i in range(4))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+        path = folder / "model.tflite"
+        path.write_bytes(converter.convert())
+    elif runtime == "onnxruntime":
+        import tf2onnx
+
+        fn = _concrete(model, nchw=nchw)
+        path = folder / "model.onnx"
+        tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17,
+                                      output_path=str(path))
+    else:
+        import openvino as ov
+
+        path = folder / "model.xml"
+        ov_model = ov.convert_model(_concrete(model).get_concrete_function())
+        ov.save_model(ov_model, str(path), compress_to_fp16=True)
+    return path
+
+
+def time_artefact(runtime: str, path: Path, *, min_runs: int = 30, min_seconds: float = 0.05
+                  ) -> float:
+    """Median ms of one inference of the artefact at `path` (one thread, batch 1)."""
+    from tfm_fuse.converters.runtimes import open_runtime
+
+    tick = open_runtime(runtime, path, threads=1).timer()
+    for _ in range(5):
+        tick()
+    times, spent = [], 0.0
+    while len(times) < min_runs or (spent < min_seconds and len(times) < 2000):
+        start = time.perf_counter()
+        tick()
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return 1000.0 * float(np.median(times))
+
+
+def profiled_openvino_ms(path: Path, runs: int = 100) -> float:
+    """Median ms OpenVINO's CPU plugin spends in the operations of the IR at `path` (its
+    performance counters), without the input and output reorders and the per-inference
+    overhead that a one-layer model has and a layer inside a model does not."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {
+        "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    feeds = [np.zeros(tuple(p.shape), np.float32) for p in compiled.inputs]
+    for _ in range(5):
+        request.infer(feeds)
+    totals = []
+    for _ in range(runs):
+        request.infer(feeds)
+        totals.append(sum(p.real_time.total_seconds() for p in request.profiling_info
+                          if p.node_type not in _OV_BOUNDARY))
+    return 1000.0 * float(np.median(totals))
+
+
+_OV_BOUNDARY = ("Parameter", "Result", "Reorder", "Input", "Output")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TFM_FUSE_CACHE")
+    return Path(root) / "latency" if root else Path.home() / ".cache" / "tfm_fuse" / "latency"
+
+
+def _machine(runtime: str) -> str:
+    """What a cached time is valid for: this CPU model, the runtime's version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    module = {"litert_int8": "ai_edge_litert", "openvino_cpu": "openvino",
+              "onnxruntime": "onnxruntime"}[runtime]
+    try:
+        from importlib.metadata import version
+        ver = version(module.replace("_", "-"))
+    except Exception:  # noqa: BLE001 - a version is only part of a cache key
+        ver = "?"
+    return f"{cpu}|{os.cpu_count()}|{module} {ver}"
+
+
+class TimeCache:
+    """Measured ms per (layer signature, counts) for one runtime on this machine, on disk."""
+
+    def __init__(self, runtime: str, folder: Path | None = None):
+        self.runtime = runtime
+        self.path = (folder or cache_dir()) / f"{runtime}.json"
+        self.machine = _machine(runtime)
+        try:
+            self.entries = json.loads(self.path.read_text()).get(self.machine, {})
+        except (OSError, ValueError):
+            self.entries = {}
+
+    @staticmethod
+    def key(signature: dict, n_in: int, n_out: int) -> str:
+        return json.dumps([signature, n_in, n_out], sort_keys=True)
+
+    def save(self) -> None:
+        """Merges this machine's entries into the file, written atomically."""
+        from tfm_fuse.files import write_text
+
+        try:
+            everything = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            everything = {}
+        everything[self.machine] = {**everything.get(self.machine, {}), **self.entries}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(self.path, json.dumps(everything))
+
+
+def measure(runtime: str, jobs: list[tuple], *, cache: TimeCache, progress: bool = True
+            ) -> dict[str, float]:
+    """ms for each `(inner layer, input shape, n_in, n_out)` of `jobs` not in `cache`."""
+    from tqdm import tqdm
+
+    from tfm_fuse._quiet import quiet_tools
+
+    todo = {}
+    for inner, in_shape, n_in, n_out in jobs:
+        key = cache.key(_signature(inner, in_shape), n_in, n_out)
+        if key not in cache.entries:
+            todo[key] = (inner, in_shape, n_in, n_out)
+
+    @quiet_tools
+    def run():
+        for key, (inner, in_shape, n_in, n_out) in tqdm(
+                todo.items(), desc=f"latency table ({runtime})", disable=not progress):
+            with tempfile.TemporaryDirectory() as folder:
+                path = _write_artefact(micro_model(inner, in_shape, n_in, n_out), runtime,
+                                       Path(folder))
+                cache.entries[key] = (profiled_openvino_ms(path) if runtime == "openvino_cpu"
+                                      else time_artefact(runtime, path))
+
+    if todo:
+        run()
+        cache.save()
+    keys = [cache.key(_signature(inner, shape), a, b) for inner, shape, a, b in jobs]
+    return {key: cache.entries[key] for key in keys}
+
+
+class LatencyModel:
+    """Predicted latency (ms) on `runtime` of the stripped model, for a keep-vector of ids.
+
+    Args:
+        graph: the analysed (wrapped) model, as `MaskUpdater` holds it.
+        runtime: `"litert_int8"`, `"openvino_cpu"` or `"onnxruntime"`.
+        progress: show a bar while layers are measured. Defaults to `True`.
+        cache_folder: where measured times are kept. Defaults to `cache_dir()`.
+    """
+
+    def __init__(self, graph: ModelGraph, runtime: str, *, progress: bool = True,
+                 cache_folder: Path | None = None):
+        self.runtime = check_runtime(runtime)
+        self.graph = graph
+        self.n_ids = 1 + max((int(t.channels.max()) for t in graph.tensors if len(t.channels)),
+                             default=0)
+        self.cache = TimeCache(runtime, cache_folder)
+        self.scale, self.offset, self.block = 1.0, 0.0, 1
+        plans, jobs = [], []
+        for node in timed_nodes(graph):
+            inner = rules.unwrap(node.layer)
+            src, dst = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+            in_shape = tuple(int(d) for d in src.shape[1:])
+            tied = isinstance(inner, keras.layers.DepthwiseConv2D)
+            in_pruned = _prunable_ids(graph, src.channels)
+            out_pruned = not tied and _prunable_ids(graph, dst.channels)
+            ins = _grid(in_shape[-1], in_pruned)
+            outs = [None] if tied else _grid(int(dst.shape[-1]), out_pruned)
+            for a in ins:
+                for b in outs:
+                    jobs.append((inner, in_shape, a, a * int(inner.get_config().get(
+                        "depth_multiplier", 1)) if tied else b))
+            plans.append((node, inner, in_shape, src, dst, ins, outs, tied, in_pruned,
+                          out_pruned))
+        times = measure(runtime, jobs, cache=self.cache, progress=progress)
+        self.layers: list[TimedLayer] = []
+        for node, inner, in_shape, src, dst, ins, outs, tied, in_pruned, out_pruned in plans:
+            sig = _signature(inner, in_shape)
+            mult = int(inner.get_config().get("depth_multiplier", 1))
+            grid = monotone(np.array([[times[self.cache.key(sig, a, a * mult if tied else b)]
+                                       for b in outs] for a in ins]))
+            self.layers.append(TimedLayer(
+                node.layer.name, src.channels if in_pruned else None,
+                dst.channels if out_pruned else None, np.array(ins, float),
+                np.array([0.0] if tied else outs, float), grid, tied))
+        self.of_channel = self._layers_of_channels()
+        self.block = self.alignment()
+
+    def _layers_of_channels(self) -> dict[int, list[int]]:
+        found: dict[int, list[int]] = {}
+        for i, layer in enumerate(self.layers):
+            for ids in (layer.in_ids, layer.out_ids):
+                for c in np.unique(ids) if ids is not None else ():
+                    found.setdefault(int(c), []).append(i)
+        return found
+
+    def layers_ms(self, keep: np.ndarray, which=None) -> float:
+        """Sum of the interpolated table times of the layers `which` (default all)."""
+        chosen = self.layers if which is None else [self.layers[i] for i in which]
+        return sum(layer.at(keep, self.block) for layer in chosen)
+
+    def layers_of(self, channel_ids: np.ndarray) -> list[int]:
+        """Indices of the timed layers that read or write any of `channel_ids`."""
+        return sorted({i for c in np.unique(channel_ids) for i in self.of_channel.get(int(c), ())})
+
+    def predict(self, keep: np.ndarray) -> float:
+        return self.scale * self.layers_ms(keep) + self.offset
+
+    def model_key(self, keep: np.ndarray) -> str:
+        """A cache key for the whole stripped model `keep` describes: its timed layers' counts."""
+        counts = [list(layer.counts(keep)) for layer in self.layers]
+        return json.dumps(["model", self._signatures(), counts], sort_keys=True)
+
+    def _signatures(self) -> list[dict]:
+        return [_signature(rules.unwrap(n.layer),
+                           tuple(int(d) for d in self.graph.tensors[n.inputs[0]].shape[1:]))
+                for n in timed_nodes(self.graph)]
+
+    def _calibration_key(self) -> str:
+        return json.dumps(["calibration", self._signatures()], sort_keys=True)
+
+    def calibration_points(self) -> list[tuple[np.ndarray, float]]:
+        """`[(keep, measured ms)]`: every whole-model time measured for this model so far."""
+        points = []
+        for key in self.cache.entries.get(self._calibration_key(), []):
+            keep = np.asarray(json.loads(key), dtype=bool)
+            points.append((keep, self.cache.entries[self.model_key(keep)]))
+        return points
+
+    def time_model(self, model: keras.Model, keep: np.ndarray) -> float:
+        """Measured ms of `model` (the stripped model `keep` describes), cached."""
+        from tfm_fuse._quiet import quiet_tools
+
+        key = self.model_key(keep)
+        if key not in self.cache.entries:
+            @quiet_tools
+            def run():
+                with tempfile.TemporaryDirectory() as folder:
+                    path = _write_artefact(model, self.runtime, Path(folder), nchw=False)
+                    return time_artefact(self.runtime, path, min_runs=50, min_seconds=0.5)
+            self.cache.entries[key] = run()
+            known = self.cache.entries.setdefault(self._calibration_key(), [])
+            known.append(json.dumps(keep.astype(int).tolist()))
+            self.cache.save()
+        self.calibrate()
+        return self.cache.entries[key]
+
+    def calibrate(self) -> None:
+        """Fit `scale` and `offset` to every whole-model time measured for this model.
+
+        One point: the table scaled to it. Several: least squares of the measured times on the
+        table's sums, the nearest points (in time) to the latest weighing most — what matters is
+        the prediction near the model the allocation is converging to.
+        """
+        points = self.calibration_points()
+        if not points:
+            return
+        sums = np.array([self.layers_ms(keep) for keep, _ in points])
+        measured = np.array([ms for _, ms in points])
+        scale, offset = float(measured[-1] / max(sums[-1], 1e-9)), 0.0
+        if len(points) > 1 and np.ptp(sums) > 1e-9:
+            weights = 1.0 / (1.0 + np.abs(measured - measured[-1]) / max(measured[-1], 1e-9))
+            fit_scale, fit_offset = np.polyfit(sums, measured, 1, w=weights)
+            if fit_scale > 0:  # else the table does not rank the points: keep it scaled
+                scale, offset = float(fit_scale), float(fit_offset)
+        self.scale, self.offset = scale, offset
+
+    def alignment(self, *, candidates=(2, 4, 8, 16, 32, 64), tolerance: float = 0.03) -> int:
+        """The runtime's channel block, measured on the model's costliest prunable layer.
+
+        Times the layer at every output count from 127 below a multiple of 64 (or of 32) up to
+        it, and returns the largest candidate `a` such that it and every smaller candidate
+        pass: counts that are not a multiple of `a` cost, in median, at least `1 - tolerance`
+        of the next multiple up (keeping them saves nothing). 1 if `2` fails already.
+        """
+        best = max((layer for layer in self.layers if layer.out_ids is not None and not layer.tied),
+                   key=lambda layer: layer.ms[-1, -1], default=None)
+        if best is None:
+            return 1
+        node = next(n for n in timed_nodes(self.graph) if n.layer.name == best.name)
+        inner = rules.unwrap(node.layer)
+        in_shape = tuple(int(d) for d in self.graph.tensors[node.inputs[0]].shape[1:])
+        size = int(best.out_counts[-1])
+        top = size // 64 * 64 if size >= 64 else max(8, size // 8 * 8)
+        counts = list(range(max(1, top - 127), top + 1))
+        times = measure(self.runtime, [(inner, in_shape, in_shape[-1], n) for n in counts],
+                        cache=self.cache, progress=False)
+        ms = {n: times[self.cache.key(_signature(inner, in_shape), in_shape[-1], n)]
+              for n in counts}
+        chosen = 1
+        for a in candidates:
+            ratios = [ms[n] / ms[-(-n // a) * a] for n in counts
+                      if n % a and -(-n // a) * a in ms]
+            if not ratios or np.median(ratios) < 1 - tolerance:
+                break
+            chosen = a
+        return chosen
+
+
+
+class LatencyCost:
+    """A `LatencyModel` as `allocation.allocate_to_cost` reads it, for the graph's groups."""
+
+    def __init__(self, latency: LatencyModel, graph: ModelGraph):
+        self.latency = latency
+        self._layers = {g.id: latency.layers_of(g.channels) for g in graph.groups}
+        by_layer: dict[int, set[int]] = {}
+        for gid, layers in self._layers.items():
+            for i in layers:
+                by_layer.setdefault(i, set()).add(gid)
+        self._neighbours = {gid: sorted({h for i in layers for h in by_layer[i]} - {gid})
+                            for gid, layers in self._layers.items()}
+
+    def predict(self, keep: np.ndarray) -> float:
+        return self.latency.predict(keep)
+
+    def partial(self, keep: np.ndarray, gid: int) -> float:
+        return self.latency.scale * self.latency.layers_ms(keep, self._layers.get(gid, ()))
+
+    def neighbours(self, gid: int) -> list[int]:
+        return self._neighbours.get(gid, [])
