@@ -51,7 +51,10 @@ UPDATES = 20        # mask updates over the derived schedule's ramp ("auto" upda
 RAMP_POWER, GUARDED_RAMP_POWER = 3.0, 2.0
 MIN_RECOVERY = 0.2  # a schedule leaving less than this fraction of fit after its end warns
 RATE_SURPRISE = 0.15  # `rate=` removing this much more of the MACs than its value is explained
-COUNTS = ("prune_params", "prune_macs")  # integers: in `FuPruner.stats`, not in the logs
+COUNTS = ("prune_params", "prune_macs", "prune_int8_bytes")  # integers: in `stats`, not logs
+# logged only under their own budget: the Edge TPU's bytes, the latency measured on a runtime
+OWN_BUDGET_ONLY = {"prune_int8_bytes_removed": Kind.INT8_BYTES,
+                   "prune_latency_removed": Kind.LATENCY}
 
 
 class FuPruner(keras.callbacks.Callback):
@@ -183,7 +186,8 @@ class FuPruner(keras.callbacks.Callback):
             if self.guard.reference != self._options.reference:  # saved for a resumed fit
                 self._options = dataclasses.replace(self._options, reference=self.guard.reference)
                 write_options(self.model, self._options)
-        logs.update({k: v for k, v in self._stats.items() if k not in COUNTS},
+        logs.update({k: v for k, v in self._stats.items() if k not in COUNTS
+                     and OWN_BUDGET_ONLY.get(k, self.budget.kind) is self.budget.kind},
                     prune_target=self.target, prune_backoff=self.penalty)
 
     def on_train_end(self, logs=None):

@@ -86,7 +86,8 @@ def test_cost_model_equals_profile_of_stripped(criterion):
     allocation.apply_masks(model, graph, allocation.allocate(scores, 0.4, align=4))
     cm = CostModel(graph)
     stripped = tfm_fuse.profile(tfm_fuse.strip(model))
-    assert cm.totals(cm.keep_from_masks(model)) == {
+    totals = cm.totals(cm.keep_from_masks(model))
+    assert {k: totals[k] for k in ("params", "macs", "activation_bytes")} == {
         "params": stripped.params, "macs": stripped.macs,
         "activation_bytes": stripped.activation_bytes}
 

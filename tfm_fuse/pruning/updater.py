@@ -276,9 +276,12 @@ class MaskUpdater:
         for kind, metric in COST_METRIC.items():
             out[f"prune_{kind.value}_removed"] = 1.0 - totals[metric] / max(self.full[metric], 1)
         out["prune_int8_bytes"] = int(totals["int8_param_bytes"])
-        if self._latency is not None:
-            full = self._latency.predict(self.cost.full())
-            out["prune_latency_removed"] = 1.0 - self._latency.predict(keep) / max(full, 1e-12)
+        out["prune_int8_bytes_removed"] = 1.0 - totals["int8_param_bytes"] / max(
+            self.full["int8_param_bytes"], 1)
+        if self.runtime is not None:  # predicted by the measured table, calibrated
+            latency = self.latency_model()
+            full = latency.predict(self.cost.full())
+            out["prune_latency_removed"] = 1.0 - latency.predict(keep) / max(full, 1e-12)
         return out
 
     def masks(self) -> dict[int, np.ndarray]:

@@ -1,0 +1,234 @@
+"""Pruning to a measured latency budget: MAC-uniform vs latency-aware vs the hand-thinned twin.
+
+For each model and runtime, three ways to reach the same measured latency (`--budget`, the
+fraction of the full model's latency to remove; 0.5 = twice as fast):
+
+- mac-uniform     every group at the same channel rate (`scope="layer"`, the runtime's measured
+                  channel block), the rate bisected on the *measured* latency of the stripped
+                  model until it is within 2 % of the budget
+- latency-aware   `MaskUpdater.meet_latency`: channels allocated by importance lost per
+                  millisecond saved in the measured per-layer table (`tfm_fuse.pruning.latency`),
+                  closed on the measured whole model (NetAdapt-style)
+- hand-thinned    the architecture at a uniform smaller width (the mac-uniform channel counts),
+                  trained from scratch: what a person would build by hand
+
+Training, the same for all on the shipped digits (28×28 MNIST resized to the model's input,
+grey copied to 3 channels): the base model trains `--epochs` epochs; each pruned model is
+allocated from the trained weights, stripped and fine-tuned `--epochs` more; the hand-thinned
+twin trains `2 × --epochs` from scratch. Accuracy: inference mode on `--n-test` held-out digits
+that no decision saw (allocation uses weights only; no option is chosen on them).
+
+Speed: every artefact converted by `tfm_fuse.converters` (what would be deployed) and timed side
+by side in one run (`tfm_fuse.app.latency.compare`, one thread, batch 1, interleaved rounds).
+Speed-up ÷ MAC ratio = (full ms / pruned ms) / (full MACs / pruned MACs): 1 means the runtime
+turns every MAC removed into time.
+
+Prints one table per model and writes `benchmarks/latency_budget.json` and `.md`. The latency
+tables are cached (`~/.cache/tfm_fuse/latency`), so a second run measures only what changed.
+Run alone: the timings are only meaningful on an otherwise idle machine.
+
+Run:  python benchmarks/latency_budget.py [--models residual_cnn mobilenet_v2 resnet50]
+        [--runtimes litert_int8 openvino_cpu onnxruntime] [--budget 0.5] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tfm_fuse  # noqa: E402
+from tfm_fuse.app import latency as app_latency  # noqa: E402
+from tfm_fuse.app.data import load_mnist  # noqa: E402
+from tfm_fuse.pruning import allocation  # noqa: E402
+from tfm_fuse.pruning.updater import MaskUpdater  # noqa: E402
+
+HERE = Path(__file__).parent
+# model -> (builder of an untrained model for an input shape, input size)
+MODELS = {
+    "residual_cnn": (lambda shape: tfm_fuse.app.models.residual_cnn(shape, widths=(32, 64, 128)),
+                     64),
+    "mobilenet_v2": (lambda shape: keras.applications.MobileNetV2(
+        weights=None, input_shape=shape, classes=10), 96),
+    "resnet50": (lambda shape: keras.applications.ResNet50(
+        weights=None, input_shape=shape, classes=10), 32),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def digits(size: int, n_train: int, n_test: int):
+    """Shipped MNIST at `size`×`size`×3: (x, y) for training and for the held-out test."""
+    import tensorflow as tf
+
+    (x, y), (xt, yt) = load_mnist(n_train=n_train, n_test=n_test)
+
+    def resize(a):
+        return np.repeat(tf.image.resize(a, (size, size)).numpy(), 3, axis=-1)
+    return (resize(x), y), (resize(xt), yt)
+
+
+def train(model, data, epochs: int, seed: int = 0):
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(*data, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def accuracy(model, test) -> float:
+    x, y = test
+    return float(np.mean(np.argmax(model.predict(x, batch_size=250, verbose=0), -1) == y))
+
+
+def with_softmax(build, shape):
+    """The builder's model; classification heads of keras.applications end in softmax already,
+    the residual CNN gives logits: one softmax added so that all train with the same loss."""
+    model = build(shape)
+    if model.layers[-1].get_config().get("activation") == "softmax":
+        return model
+    return keras.Model(model.inputs, keras.layers.Softmax()(model.outputs[0]))
+
+
+def uniform_rate_for(updater: MaskUpdater, scores, budget: float, block: int,
+                     tolerance: float = 0.02) -> tuple[dict, float]:
+    """Masks at one channel rate for every group whose measured latency removes `budget`."""
+    full = updater.time_masks(allocation.allocate(scores, 0.0, scope="layer"))
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(10):
+        rate = (lo + hi) / 2
+        masks = allocation.allocate(scores, rate, scope="layer", align=block)
+        removed = 1.0 - updater.time_masks(masks) / full
+        if best is None or abs(removed - budget) < abs(best[1] - budget):
+            best = (masks, removed)
+        if abs(removed - budget) <= tolerance:
+            break
+        lo, hi = (rate, hi) if removed < budget else (lo, rate)
+    return best
+
+
+def masked_copy(trained, masks_of, runtime: str, budget: float, method: str):
+    """A wrapped copy of `trained` with the masks `method` allocates for the budget."""
+    wrapped = tfm_fuse.wrap(trained)
+    updater = MaskUpdater(wrapped, runtime=runtime, scope="layer")
+    lat = updater.latency_model()
+    scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
+    if method == "latency-aware":
+        result = updater.meet_latency(budget)
+        removed = result["removed"]
+    else:
+        masks, removed = uniform_rate_for(updater, scores, budget, lat.block)
+        updater._write(masks)
+    masks_of[method] = updater.masks()
+    return wrapped, removed, lat.block
+
+
+def thinned_twin(masks_model):
+    """The architecture with the channel counts of `masks_model`'s strip, freshly initialised
+    (`clone_model` builds new layers from the configs: new initial weights)."""
+    return keras.models.clone_model(tfm_fuse.strip(masks_model))
+
+
+def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_test: int,
+              runs: int) -> list[dict]:
+    build, size = MODELS[name]
+    shape = (size, size, 3)
+    train_data, test = digits(size, n_train, n_test)
+    base = train(with_softmax(build, shape), train_data, epochs)
+    base_acc = accuracy(base, test)
+    base_macs = tfm_fuse.profile(base).macs
+    log(f"{name}: base trained, accuracy {base_acc:.3f}, {base_macs / 1e6:.1f} M MACs")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = {"full": app_latency.export(tfm_fuse.fuse(base), Path(tmp) / "full",
+                                            train_data[0][:64], runtimes=tuple(runtimes))}
+        for runtime in runtimes:
+            masks_of: dict = {}
+            for method in ("mac-uniform", "latency-aware"):
+                log(f"{name} / {runtime}: {method} allocation")
+                wrapped, removed, block = masked_copy(base, masks_of, runtime, budget, method)
+                thin = tfm_fuse.strip(wrapped)
+                tuned = train(thin, train_data, epochs)
+                acc = accuracy(tuned, test)
+                key = f"{runtime}/{method}"
+                cases[key] = app_latency.export(tfm_fuse.fuse(tuned), Path(tmp) / key.replace("/", "_"),
+                                                train_data[0][:64], runtimes=(runtime,))
+                rows.append({"model": name, "runtime": runtime, "method": method,
+                             "accuracy": acc, "macs": tfm_fuse.profile(tuned).macs,
+                             "params": tuned.count_params(), "block": block,
+                             "allocation_removed": removed})
+                if method == "mac-uniform":
+                    twin = train(thinned_twin(wrapped), train_data, 2 * epochs)
+                    key = f"{runtime}/hand-thinned"
+                    cases[key] = app_latency.export(tfm_fuse.fuse(twin), Path(tmp) / key.replace("/", "_"),
+                                                    train_data[0][:64], runtimes=(runtime,))
+                    rows.append({"model": name, "runtime": runtime, "method": "hand-thinned",
+                                 "accuracy": accuracy(twin, test),
+                                 "macs": tfm_fuse.profile(twin).macs,
+                                 "params": twin.count_params(), "block": block,
+                                 "allocation_removed": removed})
+                log(f"{name} / {runtime}: {method} accuracy {acc:.3f}, allocation measured "
+                    f"{removed:.1%} of latency removed")
+        log(f"{name}: timing {len(cases)} artefact sets side by side")
+        table = app_latency.compare(cases, runs=runs, rounds=5)
+    for row in rows:
+        full_ms = table["full"][row["runtime"]]
+        ms = table[f"{row['runtime']}/{row['method']}"][row["runtime"]]
+        row.update(full_ms=full_ms, ms=ms, speedup=full_ms / ms,
+                   latency_removed=1.0 - ms / full_ms, mac_ratio=base_macs / row["macs"],
+                   base_accuracy=base_acc, base_macs=base_macs)
+        row["speedup_per_mac_ratio"] = row["speedup"] / row["mac_ratio"]
+    return rows
+
+
+def markdown(rows, budget: float) -> str:
+    head = ("| model | runtime | method | accuracy | MACs kept | speed-up (budget "
+            f"{1 / (1 - budget):.2f}×) | latency removed | speed-up ÷ MAC ratio | block |")
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['runtime']} | {r['method']} | {r['accuracy']:.3f} "
+                     f"(base {r['base_accuracy']:.3f}) | {r['macs'] / r['base_macs']:.1%} | "
+                     f"{r['speedup']:.2f}× | {r['latency_removed']:.1%} | "
+                     f"{r['speedup_per_mac_ratio']:.2f} | {r['block']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--runtimes", nargs="+", default=list(app_latency.RUNTIMES[1:]),
+                        choices=list(app_latency.RUNTIMES[1:]))
+    parser.add_argument("--budget", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--n-train", type=int, default=6000)
+    parser.add_argument("--n-test", type=int, default=3000)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--out", default=str(HERE / "latency_budget"))
+    args = parser.parse_args()
+    rows = []
+    for name in args.models:
+        rows += run_model(name, args.runtimes, args.budget, args.epochs, args.n_train,
+                          args.n_test, args.runs)
+        text = markdown(rows, args.budget)
+        print(text, flush=True)
+        Path(args.out + ".json").write_text(json.dumps(
+            {"budget": args.budget, "epochs": args.epochs, "rows": rows}, indent=1))
+        Path(args.out + ".md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Latency and Edge TPU memory budgets: the measured table, its cache, the allocation, the API.
+
+No test asserts a speed (timings belong to `benchmarks/latency_budget.py`): they check what the
+table holds and where it comes from, that the allocation spends the budget where the cost falls,
+that int8 parameter bytes match a real full-integer `.tflite`, and the errors of the API.
+"""
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import tfm_fuse
+from tfm_fuse.errors import ConfigError
+from tfm_fuse.graph import analyze
+from tfm_fuse.pruning import allocation, latency
+from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
+from tfm_fuse.pruning.updater import MaskUpdater, read_options
+from tests.models import conv_bn_act, residual
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFM_FUSE_CACHE", str(tmp_path))
+    return tmp_path / "latency"
+
+
+def test_table_measures_each_pruned_side_at_several_widths_and_is_cached(cache, monkeypatch):
+    model = residual(shape=(16, 16, 3))
+    graph = analyze(tfm_fuse.wrap(model))
+    lat = latency.LatencyModel(graph, "onnxruntime", progress=False)
+    names = {layer.name for layer in lat.layers}
+    convs = [layer.name for layer in graph.model.layers
+             if isinstance(tfm_fuse.rules.unwrap(layer), (keras.layers.Conv2D, keras.layers.Dense))]
+    assert names == set(convs)
+    for layer in lat.layers:
+        if layer.in_ids is not None:  # a pruned side: one count per width
+            assert len(layer.in_counts) == len(latency.WIDTHS)
+        assert layer.ms.shape == (len(layer.in_counts), len(layer.out_counts))
+        assert (layer.ms > 0).all() and np.array_equal(layer.ms, latency.monotone(layer.ms))
+    entries = json.loads((cache / "onnxruntime.json").read_text())
+    (measured,) = entries.values()  # one machine: this one
+    assert len(measured) >= len(latency.WIDTHS) ** 2  # layers of one shape share entries
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("a cached layer was converted again")
+
+    monkeypatch.setattr(latency, "_write_artefact", no_conversion)
+    again = latency.LatencyModel(graph, "onnxruntime", progress=False)  # all from the cache
+    assert again.layers_ms(np.ones(again.n_ids, bool)) == pytest.approx(
+        lat.layers_ms(np.ones(lat.n_ids, bool)))
+
+
+def test_monotone_removes_outliers_at_smaller_counts():
+    ms = np.array([[1.0, 9.0, 3.0], [2.0, 2.0, 4.0], [3.0, 3.0, 5.0]])
+    cleaned = latency.monotone(ms)
+    assert cleaned[0, 1] == 2.0 and cleaned[-1, -1] == 5.0
+    assert (np.diff(cleaned, axis=0) >= 0).all() and (np.diff(cleaned, axis=1) >= 0).all()
+
+
+def test_micro_model_is_the_layer_alone_at_the_counts():
+    inner = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")
+    inner.build((None, 8, 8, 16))
+    micro = latency.micro_model(inner, (8, 8, 16), 12, 20)
+    layer = micro.layers[-1]
+    assert micro.input_shape == (1, 8, 8, 12) and layer.filters == 20
+    assert layer.strides == (2, 2) and layer.get_config()["activation"] == "relu"
+
+
+class _Table:
+    """A cost that only group 0's channels change: 1.0 per kept channel, group 1 free."""
+
+    def __init__(self, channels):
+        self.ids = channels[0]
+
+    def predict(self, keep):
+        return float(keep[self.ids].sum())
+
+    def partial(self, keep, gid):
+        return self.predict(keep) if gid == 0 else 0.0
+
+    def neighbours(self, gid):
+        return []
+
+
+def test_allocation_never_spends_importance_where_nothing_is_saved():
+    channels = {0: np.arange(0, 16), 1: np.arange(16, 32)}
+    scores = {0: np.linspace(1, 2, 16), 1: np.full(16, 1e-3)}  # group 1 looks worthless
+    masks = allocation.allocate_to_cost(scores, channels, _Table(channels), 8.0, n_ids=32,
+                                        align=4)
+    assert masks[1].sum() == 16            # pruning it saves nothing: untouched
+    assert masks[0].sum() == 8             # the budget met in chunks of `align`
+    assert masks[0][-8:].sum() == 8        # the highest-scored kept
+
+
+def test_int8_parameter_bytes_match_the_full_integer_tflite(tmp_path):
+    from tfm_fuse.converters import edgetpu
+
+    model = conv_bn_act(shape=(12, 12, 3))
+    cost = CostModel(analyze(model))
+    predicted = cost.totals(cost.full())["int8_param_bytes"]
+    x = np.random.default_rng(0).normal(size=(16, 12, 12, 3)).astype("float32")
+    report = edgetpu.convert(model, tmp_path / "tpu", representative_data=x[:8],
+                             validation_data=x[8:], min_top1=None, keep_failed=True)
+    actual = report.details["edgetpu_check"]["parameter_bytes"]
+    assert abs(predicted - actual) <= 0.03 * actual + 64
+
+
+@pytest.mark.slow
+def test_fits_edgetpu_prunes_a_large_model_into_the_on_chip_memory():
+    from tfm_fuse.converters._edgetpu_ops import SRAM_BYTES
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(1024, activation="relu")(x)  # 16 M int8 bytes: twice the memory
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    masked = tfm_fuse.prune(model, method="l2", fits="edgetpu")
+    stats = MaskUpdater(masked).stats()
+    assert 0.9 * SRAM_BYTES <= stats["prune_int8_bytes"] <= SRAM_BYTES
+    thin = tfm_fuse.strip(masked)
+    assert CostModel(analyze(thin)).totals(CostModel(analyze(thin)).full())[
+        "int8_param_bytes"] == stats["prune_int8_bytes"]
+
+
+def test_metric_cost_partial_is_the_part_that_depends_on_the_group():
+    graph = analyze(tfm_fuse.wrap(residual(shape=(12, 12, 3))))
+    cost = MetricCost(CostModel(graph), INT8)
+    keep = np.ones(CostModel(graph).n_ids, bool)
+    for g in graph.groups:
+        if g.prunable:
+            dropped = keep.copy()
+            dropped[g.channels[:1]] = False
+            assert cost.predict(keep) - cost.predict(dropped) == pytest.approx(
+                cost.partial(keep, g.id) - cost.partial(dropped, g.id))
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(latency=0.5), "runtime="),
+    (dict(runtime="onnxruntime"), "latency="),
+    (dict(latency=0.5, runtime="tensorrt"), "litert_int8"),
+    (dict(fits="jetson"), "fits='edgetpu'"),
+    (dict(fits="edgetpu", macs=0.5), "not both"),
+    (dict(latency=0.5, macs=0.5), "one pruning budget"),
+])
+def test_budget_errors_say_what_is_accepted(kwargs, says):
+    with pytest.raises(ConfigError, match=says):
+        tfm_fuse.prune(conv_bn_act(), method="l2", **kwargs)
+
+
+def test_complexity_refuses_a_measured_budget():
+    with pytest.raises(ConfigError, match="method='fupruner'"):
+        tfm_fuse.prune(conv_bn_act(), method="complexity", fits="edgetpu")
+
+
+def _wide_residual():
+    """Groups of 32 and 64 channels: wide enough for a runtime's channel blocks (16 on ONNX
+    Runtime here) to leave something to prune."""
+    from tfm_fuse.app.models import residual_cnn
+
+    return residual_cnn((16, 16, 3), widths=(32, 64))
+
+
+@pytest.mark.slow
+def test_fupruner_prunes_to_a_latency_budget_during_fit(cache, tmp_path):
+    from tfm_fuse.callbacks import FuPruner
+
+    model = _wide_residual()
+    masked = tfm_fuse.prune(model, method="fupruner", latency=0.3, runtime="onnxruntime")
+    assert read_options(masked).runtime == "onnxruntime"
+    assert (cache / "onnxruntime.json").exists()  # measured at prune(), not inside fit
+    x = np.random.default_rng(0).normal(size=(64, 16, 16, 3)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(64) % model.output_shape[-1],
+                                   model.output_shape[-1])
+    masked.compile("adam", "categorical_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = masked.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[FuPruner()])
+    assert history.history["prune_latency_removed"][-1] > 0  # predicted by the table
+    assert history.history["prune_rate"][-1] > 0
+    path = tmp_path / "masked.keras"
+    masked.save(path)
+    assert read_options(keras.models.load_model(path)).runtime == "onnxruntime"
+
+
+@pytest.mark.slow
+def test_meet_latency_measures_what_it_allocates(cache):
+    masked = tfm_fuse.wrap(_wide_residual())
+    updater = MaskUpdater(masked, runtime="onnxruntime")
+    result = updater.meet_latency(0.3)
+    keep = updater.cost.keep_from_masks(masked)
+    lat = updater.latency_model()
+    assert result["measured_ms"] == lat.cache.entries[lat.model_key(keep)]  # the masks in place
+    assert result["full_ms"] == lat.cache.entries[lat.model_key(updater.cost.full())]
+    measured = [k for k, _ in lat.calibration_points()]
+    assert any(np.array_equal(k, updater.cost.full()) for k in measured)
+    assert any(np.array_equal(k, keep) for k in measured)  # calibrated on what it allocated
+    assert updater.stats()["prune_rate"] > 0
