@@ -3,9 +3,10 @@
 For each model and runtime, three ways to reach the same measured latency (`--budget`, the
 fraction of the full model's latency to remove; 0.5 = twice as fast):
 
-- mac-uniform     every group at the same channel rate (`scope="layer"`, the runtime's measured
-                  channel block), the rate bisected on the *measured* latency of the stripped
-                  model until it is within 2 % of the budget
+- mac-uniform     a MAC budget, allocated the way `prune(method="fupruner", macs=...)` does
+                  (one global L2 ranking, every MAC worth the same) with the hand-chosen
+                  `align=8`; the MAC fraction bisected on the *measured* latency of the
+                  stripped model until it is within 2 % of the budget (or the nearest reached)
 - latency-aware   `MaskUpdater.meet_latency`: channels allocated by importance lost per
                   millisecond saved in the measured per-layer table (`tfm_fuse.pruning.latency`),
                   closed on the measured whole model (NetAdapt-style)
@@ -51,9 +52,11 @@ import tfm_fuse  # noqa: E402
 from tfm_fuse.app import latency as app_latency  # noqa: E402
 from tfm_fuse.app.data import load_mnist  # noqa: E402
 from tfm_fuse.pruning import allocation  # noqa: E402
+from tfm_fuse.pruning.budget import Kind  # noqa: E402
 from tfm_fuse.pruning.updater import MaskUpdater  # noqa: E402
 
 HERE = Path(__file__).parent
+UNIFORM_ALIGN = 8  # what MAC-uniform pruning was given by hand before (x86 timings)
 # model -> (builder of an untrained model for an input shape, input size)
 MODELS = {
     "residual_cnn": (lambda shape: tfm_fuse.app.models.residual_cnn(shape, widths=(32, 64, 128)),
@@ -87,12 +90,18 @@ def train(model, data, epochs: int, seed: int = 0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(*data, epochs=epochs, batch_size=64, verbose=0)
+    # a short fit leaves moving statistics behind the weights: set them from the training
+    # inputs, as before any deployment (inference mode is what is measured)
+    tfm_fuse.app.models.reestimate_batchnorm(model, data[0][:2048])
     return model
 
 
 def accuracy(model, test) -> float:
     x, y = test
-    return float(np.mean(np.argmax(model.predict(x, batch_size=250, verbose=0), -1) == y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: "the structure of inputs doesn't match"
+        predicted = model.predict(x, batch_size=250, verbose=0)
+    return float(np.mean(np.argmax(predicted, -1) == y))
 
 
 def with_softmax(build, shape):
@@ -104,37 +113,40 @@ def with_softmax(build, shape):
     return keras.Model(model.inputs, keras.layers.Softmax()(model.outputs[0]))
 
 
-def uniform_rate_for(updater: MaskUpdater, scores, budget: float, block: int,
-                     tolerance: float = 0.02) -> tuple[dict, float]:
-    """Masks at one channel rate for every group whose measured latency removes `budget`."""
-    full = updater.time_masks(allocation.allocate(scores, 0.0, scope="layer"))
+def mac_budget_for(updater: MaskUpdater, scores, budget: float,
+                   tolerance: float = 0.02) -> tuple[dict, float]:
+    """Masks for a MAC budget (FuPruner's `macs=` allocation: one global ranking, `align=8`)
+    whose measured latency removes `budget`: the MAC fraction bisected on measured times."""
+    full = updater.time_masks(allocation.allocate(scores, 0.0))
     lo, hi, best = 0.0, 0.95, None
     for _ in range(10):
-        rate = (lo + hi) / 2
-        masks = allocation.allocate(scores, rate, scope="layer", align=block)
+        macs = (lo + hi) / 2
+        rate = updater.rate_for(scores, macs, Kind.MACS)
+        masks = updater._allocate(scores, rate)
         removed = 1.0 - updater.time_masks(masks) / full
         if best is None or abs(removed - budget) < abs(best[1] - budget):
             best = (masks, removed)
         if abs(removed - budget) <= tolerance:
             break
-        lo, hi = (rate, hi) if removed < budget else (lo, rate)
+        lo, hi = (macs, hi) if removed < budget else (lo, macs)
     return best
 
 
 def masked_copy(trained, masks_of, runtime: str, budget: float, method: str):
     """A wrapped copy of `trained` with the masks `method` allocates for the budget."""
     wrapped = tfm_fuse.wrap(trained)
-    updater = MaskUpdater(wrapped, runtime=runtime, scope="layer")
+    updater = MaskUpdater(wrapped, runtime=runtime, align=UNIFORM_ALIGN if method == "mac-uniform"
+                          else None)
     lat = updater.latency_model()
     scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
     if method == "latency-aware":
         result = updater.meet_latency(budget)
         removed = result["removed"]
     else:
-        masks, removed = uniform_rate_for(updater, scores, budget, lat.block)
+        masks, removed = mac_budget_for(updater, scores, budget)
         updater._write(masks)
     masks_of[method] = updater.masks()
-    return wrapped, removed, lat.block
+    return wrapped, removed, (lat.block if method == "latency-aware" else UNIFORM_ALIGN)
 
 
 def thinned_twin(masks_model):
@@ -172,7 +184,7 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
                              "params": tuned.count_params(), "block": block,
                              "allocation_removed": removed})
                 if method == "mac-uniform":
-                    twin = train(thinned_twin(wrapped), train_data, 2 * epochs)
+                    twin = train(thinned_twin(wrapped), train_data, 2 * epochs)  # same steps
                     key = f"{runtime}/hand-thinned"
                     cases[key] = app_latency.export(tfm_fuse.fuse(twin), Path(tmp) / key.replace("/", "_"),
                                                     train_data[0][:64], runtimes=(runtime,))
