@@ -142,6 +142,7 @@ class FuPruner(keras.callbacks.Callback):
         self._restart.restart()
         self.penalty, self.target, self.epochs_seen = 0.0, 0.0, 0
         self._pending = self._epoch_start = False
+        self._measured_end = False
         end = getattr(self._schedule, "end_step", -1)
         self._reached_end = end not in (None, -1) and self.step > end  # resumed after the end
         self.changed_at: int | None = None
@@ -244,7 +245,14 @@ class FuPruner(keras.callbacks.Callback):
         end = getattr(self._schedule, "end_step", -1)
         self._reached_end = self._reached_end or (end not in (None, -1) and self.step >= end)
         self.target = max(0.0, self._schedule(self.step) - self.penalty)
-        self._stats = self._updater.update(self.target, self.budget.kind)
+        if self.budget.kind is Kind.LATENCY and self._reached_end and not self._measured_end:
+            # at the budget: close the loop on the measured stripped model once (NetAdapt);
+            # later updates use the table, recalibrated near this point
+            self._measured_end = True
+            self._updater.meet_latency(self.target)
+            self._stats = self._updater.stats()
+        else:
+            self._stats = self._updater.update(self.target, self.budget.kind)
         after = self._updater.masks()
         if any(not np.array_equal(before[g], after[g]) for g in after):
             self.changed_at, self.pruning_started = self.step, True

@@ -5,6 +5,7 @@ import pytest
 import tfm_fuse
 from tests.pruning.helpers import small_resnet
 from tfm_fuse.pruning import PruneWrapper, complexity_prune, group_mask
+from tfm_fuse.errors import ConfigError
 from tfm_fuse.pruning.updater import read_options
 
 
@@ -118,3 +119,29 @@ def test_keras2_model_is_refused():
 
     with pytest.raises(tfm_fuse.UnsupportedModelError, match="tf_keras"):
         tfm_fuse.prune(Functional(), method="fupruner")
+
+
+def test_fuse_first_prunes_the_fused_filters_and_strips_equivalently():
+    from tests.models import residual, sample
+
+    model = residual(shape=(12, 12, 3))
+    masked = tfm_fuse.prune(model, method="l2", rate=0.3, fuse={"shortcuts": True})
+    layers = [layer.name for layer in masked.layers]
+    assert not any("batch_normalization" in name for name in layers)  # folded first
+    assert any("shortcut" in name for name in layers)                  # 1×1 identity convs
+    thin = tfm_fuse.strip(masked)
+    x = sample(model)
+    np.testing.assert_allclose(thin(x), masked(x), atol=1e-4)
+    groups = tfm_fuse.analyze(masked).groups
+    plain = tfm_fuse.analyze(tfm_fuse.prune(model, method="l2", rate=0.3)).groups
+    assert sum(g.prunable for g in groups) > sum(g.prunable for g in plain)  # per-block groups
+
+
+@pytest.mark.parametrize("fuse, says", [
+    ("yes", "True, False or a dict"), ({"shortcut": True}, "shortcuts"),
+    ({"shortcuts": 1}, "True/False")])
+def test_fuse_option_errors_name_the_switches(fuse, says):
+    from tests.models import residual
+
+    with pytest.raises(ConfigError, match=says):
+        tfm_fuse.prune(residual(), method="l2", fuse=fuse)

@@ -56,6 +56,9 @@ _APPLIES = {
     "layers": {Method.FUPRUNER, Method.L1, Method.L2, Method.FUSED},
 }
 _COMPLEXITY_MODE = {Kind.PARAMS: "PA", Kind.MACS: "FA", Kind.MEMORY: "MA"}
+# what `prune(fuse=None)` fuses first: False (the model as given) until the ablation of
+# benchmarks/fusion_ablation.py says otherwise (README, "Fusion before pruning")
+DEFAULT_FUSION: bool | dict = False
 
 
 def _parse_method(method: str) -> Method:
@@ -65,7 +68,8 @@ def _parse_method(method: str) -> Method:
 def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
           macs: float | None = None, params: float | None = None, memory: float | None = None,
           latency: float | None = None, runtime: str | None = None, fits: str | None = None,
-          align: int | None = None, criterion: str | None = None, scope: str | None = None,
+          align: int | None = None, fuse: bool | dict | None = None,
+          criterion: str | None = None, scope: str | None = None,
           mode: str | None = None, target: float | None = None, seed: int | None = None,
           layers: Iterable[str] | None = None, allow_unknown: bool = False,
           input_shape: tuple | list[tuple] | None = None) -> keras.Model:
@@ -95,7 +99,14 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
             the Coral and phone path), `"openvino_cpu"` or `"onnxruntime"`.
         fits: `"edgetpu"`: remove the least important channels per byte until the
             full-integer parameters fit the Edge TPU's 8 MiB on-chip memory.
-        align: keep a multiple of this many channels per group. Defaults to `None`.
+        align: keep a multiple of this many channels per group. Defaults to `None` (with a
+            `latency` budget: the runtime's measured channel block).
+        fuse: fuse first, then rank and mask the fused model's filters (FuPruner's catalysis):
+            `True` for `tfm_fuse.fuse`'s default rewrites (BatchNorm, padding, activations
+            folded), or a dict of its switches, e.g. `{"shortcuts": True}` to make identity
+            shortcuts 1×1 convolutions so each residual block's channels are pruned on their
+            own. The model trained and pruned is then the fused one. Defaults to
+            `DEFAULT_FUSION` (chosen by `benchmarks/fusion_ablation.py`).
         criterion: FuPruner's ranking, `"l1"`, `"l2"` or `"fused"`. Defaults to `"l2"`.
         scope: `"global"` (one ranking over all groups) or `"layer"` (the same rate in each).
             Defaults to `"global"` for FuPruner, `"layer"` for one-shot methods.
@@ -122,6 +133,7 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
         >>> thin = prune(model, method="complexity", params=0.5)    # = mode="PA", target=0.5
     """
     method = _parse_method(method)
+    fusion_switches = _fusion_switches(fuse, method)
     given = {"criterion": criterion, "scope": scope, "mode": mode, "target": target,
              "seed": seed, "layers": layers}
     for name, value in given.items():
@@ -151,6 +163,10 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
     align = check_align(align)
     if method is Method.COMPLEXITY:
         return _complexity(model, budget, mode, target, align, seed, allow_unknown)
+    if fusion_switches is not None:
+        from tfm_fuse.fusion import fuse as fuse_model
+
+        model = fuse_model(model, **fusion_switches, allow_unknown=allow_unknown)
     budget = budget or (Budget() if method is Method.FUPRUNER else Budget(Kind.RATE, 0.3))
     scope = parse_scope(scope or (DEFAULT_SCOPE if method is Method.FUPRUNER else "layer")).value
     if method is Method.FUPRUNER:
@@ -172,6 +188,31 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
                           runtime=runtime)
     updater.update(budget.value, budget.kind)
     return wrapped
+
+
+def _fusion_switches(fuse, method: Method) -> dict | None:
+    """`fuse=` as keyword arguments of `tfm_fuse.fuse`, or None: prune the model as it is."""
+    import inspect
+
+    from tfm_fuse.fusion import fuse as fuse_model
+
+    fuse = DEFAULT_FUSION if fuse is None else fuse
+    if fuse is False:
+        return None
+    if method is Method.COMPLEXITY:
+        if fuse is DEFAULT_FUSION:
+            return None
+        raise ConfigError("method='complexity' builds a new thin model at initialisation; "
+                          f"there is nothing to fuse first. Received: fuse={fuse!r}")
+    switches = [name for name, p in inspect.signature(fuse_model).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name != "allow_unknown"]
+    if fuse is True:
+        return {}
+    if not isinstance(fuse, dict) or set(fuse) - set(switches) or not all(
+            isinstance(v, bool) for v in fuse.values()):
+        raise ConfigError(f"`fuse` is True, False or a dict of tfm_fuse.fuse switches to "
+                          f"True/False ({', '.join(switches)}). Received: fuse={fuse!r}")
+    return dict(fuse)
 
 
 def _fits_budget(fits, budget: Budget | None) -> Budget:

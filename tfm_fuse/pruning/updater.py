@@ -241,6 +241,9 @@ class MaskUpdater:
             if abs(1.0 - measured / full - target) <= tolerance:
                 break
         self._write(masks)
+        if self.zero_masked:
+            for w in self.wrappers:
+                w.zero_masked_weights(sides=("out",))
         return {"measured_ms": measured, "full_ms": full, "removed": 1.0 - measured / full}
 
     def _allocate(self, scores, rate: float) -> dict[int, np.ndarray]:
