@@ -18,8 +18,10 @@ this module builds that table for the model's own layers:
   shape is measured once;
 - `LatencyModel.layers_ms(keep)` interpolates each layer's table bilinearly at its kept counts;
 - what one-layer models do not see (the ops between layers, the invoke overhead, the reorders
-  at a micro-model's ends) is absorbed by `calibrate`: the whole model is converted and timed
-  at full width and uniformly thinned, and the prediction becomes `scale × Σ layers + offset`.
+  at a micro-model's ends) is absorbed by `calibrate`: the whole stripped model is converted by
+  `tfm_fuse.converters` (the artefact that would be deployed) and timed, at full width,
+  uniformly thinned and at every allocation `MaskUpdater.meet_latency` measures, and the
+  prediction becomes `scale × Σ layers + offset`, fitted nearest the latest point.
 
 `LatencyModel.alignment()` measures the runtime's channel block: the largest multiple whose
 unaligned counts cost as much as the next multiple up (pruning to them saves nothing).
@@ -296,32 +298,82 @@ class TimeCache:
 
 def measure(runtime: str, jobs: list[tuple], *, cache: TimeCache, progress: bool = True
             ) -> dict[str, float]:
-    """ms for each `(inner layer, input shape, n_in, n_out)` of `jobs` not in `cache`."""
-    from tqdm import tqdm
+    """ms for each `(inner layer, input shape, n_in, n_out)` of `jobs` not in `cache`.
 
-    from tfm_fuse._quiet import quiet_tools
-
+    The conversions and timings run in a fresh Python process (`measure_in_subprocess`)."""
     todo = {}
     for inner, in_shape, n_in, n_out in jobs:
         key = cache.key(_signature(inner, in_shape), n_in, n_out)
         if key not in cache.entries:
-            todo[key] = (inner, in_shape, n_in, n_out)
-
-    @quiet_tools
-    def run():
-        for key, (inner, in_shape, n_in, n_out) in tqdm(
-                todo.items(), desc=f"latency table ({runtime})", disable=not progress):
-            with tempfile.TemporaryDirectory() as folder:
-                path = _write_artefact(micro_model(inner, in_shape, n_in, n_out), runtime,
-                                       Path(folder))
-                cache.entries[key] = (profiled_openvino_ms(path) if runtime == "openvino_cpu"
-                                      else time_artefact(runtime, path))
-
+            todo[key] = {"layer": keras.saving.serialize_keras_object(inner),
+                         "input": list(in_shape), "n_in": n_in, "n_out": n_out}
     if todo:
-        run()
+        times = measure_in_subprocess(runtime, list(todo.values()), progress=progress)
+        cache.entries.update(zip(todo, times))
         cache.save()
     keys = [cache.key(_signature(inner, shape), a, b) for inner, shape, a, b in jobs]
     return {key: cache.entries[key] for key in keys}
+
+
+def measure_in_subprocess(runtime: str, jobs: list[dict], *, progress: bool = True
+                          ) -> list[float]:
+    """Runs `jobs` (one-layer models, or `{"model": path of a .keras file}`) in a fresh Python
+    process: converting and timing dozens of models in the caller's process interleaves three
+    runtimes' native libraries with TensorFlow's, which crashed a later `fit` here (a
+    `free(): invalid pointer` after LiteRT conversions), and a clean process times better."""
+    import subprocess
+    import sys
+
+    from tfm_fuse.errors import ConversionError
+
+    request = json.dumps({"runtime": runtime, "jobs": jobs, "progress": progress})
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "tfm_fuse.pruning.latency", "--worker"],
+                          input=request, capture_output=True, text=True, env=env)
+    if progress and done.stderr:  # the worker's progress bar, as it drew it
+        lines = [ln for ln in done.stderr.replace("\r", "\n").splitlines() if "latency" in ln]
+        if lines:
+            print(lines[-1], file=sys.stderr)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise ConversionError(f"Measuring latency on {runtime} failed (exit {done.returncode}): "
+                              f"{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _worker() -> None:
+    """`python -m tfm_fuse.pruning.latency --worker`: reads jobs as JSON on stdin, prints the
+    measured ms per job as one JSON list on the last line of stdout."""
+    import sys
+
+    from tqdm import tqdm
+
+    from tfm_fuse._quiet import quiet_tools
+
+    request = json.loads(sys.stdin.read())
+    runtime, times = request["runtime"], []
+
+    @quiet_tools
+    def one(job: dict) -> float:
+        with tempfile.TemporaryDirectory() as folder:
+            if "model" in job:  # converted as deployed: tfm_fuse.converters' artefact
+                from tfm_fuse.app.latency import export
+
+                model = keras.models.load_model(job["model"], compile=False)
+                calibration = np.random.default_rng(0).normal(
+                    size=(16,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+                path = export(model, Path(folder), calibration, runtimes=(runtime,))[runtime]
+                return time_artefact(runtime, Path(path), min_runs=50, min_seconds=0.5)
+            inner = keras.saving.deserialize_keras_object(job["layer"])
+            model = micro_model(inner, tuple(job["input"]), job["n_in"], job["n_out"])
+            path = _write_artefact(model, runtime, Path(folder))
+            return profiled_openvino_ms(path) if runtime == "openvino_cpu" else \
+                time_artefact(runtime, path)
+
+    for job in tqdm(request["jobs"], desc=f"latency table ({runtime})",
+                    disable=not request["progress"], file=sys.stderr):
+        times.append(one(job))
+    print(json.dumps(times))
 
 
 class LatencyModel:
@@ -415,16 +467,13 @@ class LatencyModel:
 
     def time_model(self, model: keras.Model, keep: np.ndarray) -> float:
         """Measured ms of `model` (the stripped model `keep` describes), cached."""
-        from tfm_fuse._quiet import quiet_tools
-
         key = self.model_key(keep)
         if key not in self.cache.entries:
-            @quiet_tools
-            def run():
-                with tempfile.TemporaryDirectory() as folder:
-                    path = _write_artefact(model, self.runtime, Path(folder), nchw=False)
-                    return time_artefact(self.runtime, path, min_runs=50, min_seconds=0.5)
-            self.cache.entries[key] = run()
+            with tempfile.TemporaryDirectory() as folder:
+                saved = Path(folder) / "model.keras"
+                model.save(saved)
+                (self.cache.entries[key],) = measure_in_subprocess(
+                    self.runtime, [{"model": str(saved)}], progress=False)
             known = self.cache.entries.setdefault(self._calibration_key(), [])
             known.append(json.dumps(keep.astype(int).tolist()))
             self.cache.save()
@@ -505,3 +554,10 @@ class LatencyCost:
 
     def neighbours(self, gid: int) -> list[int]:
         return self._neighbours.get(gid, [])
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--worker"]:
+        _worker()

@@ -229,22 +229,29 @@ class MaskUpdater:
     def meet_latency(self, target: float, *, tolerance: float = 0.02, rounds: int = 4
                      ) -> dict[str, float]:
         """Closes the loop on a latency budget, the way NetAdapt does: allocate with the model,
-        measure the stripped result, recalibrate on it, and repeat (at most `rounds` times)
-        until the measured latency is within `tolerance` of removing `target`. Masks are left
-        as the last allocation; returns `{"measured_ms", "full_ms", "removed"}`."""
+        measure the stripped result, recalibrate on it and correct the target the allocation
+        aims at by the miss, at most `rounds` times, until the measured latency is within
+        `tolerance` of removing `target`. The masks measured nearest the budget are left in
+        place; returns `{"measured_ms", "full_ms", "removed"}` for them."""
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
+        aim, best = target, None
         for _ in range(rounds):
-            masks = self.allocate_to(scores, target, Kind.LATENCY)
+            masks = self.allocate_to(scores, aim, Kind.LATENCY)
             measured = self.time_masks(masks)
-            if abs(1.0 - measured / full - target) <= tolerance:
+            removed = 1.0 - measured / full
+            if best is None or abs(removed - target) < abs(best[2] - target):
+                best = (masks, measured, removed)
+            if abs(removed - target) <= tolerance:
                 break
+            aim = float(np.clip(aim + target - removed, 0.0, 0.95))
+        masks, measured, removed = best
         self._write(masks)
         if self.zero_masked:
             for w in self.wrappers:
                 w.zero_masked_weights(sides=("out",))
-        return {"measured_ms": measured, "full_ms": full, "removed": 1.0 - measured / full}
+        return {"measured_ms": measured, "full_ms": full, "removed": removed}
 
     def _allocate(self, scores, rate: float) -> dict[int, np.ndarray]:
         return allocation.allocate(scores, rate, scope=self.scope, align=self.align,
