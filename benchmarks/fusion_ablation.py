@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # see benchmarks/latency_budget.py
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
