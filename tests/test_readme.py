@@ -66,3 +66,19 @@ def test_every_python_block_of_the_readme_is_run_by_a_test():
         headings.append(re.findall(r"^## .*$", before, re.M)[-1])
     assert headings and set(headings) <= set(TESTED), set(headings) - set(TESTED)
     assert len(headings) == len(set(headings))  # one block per section: readme_block finds it
+
+
+@pytest.mark.slow
+def test_latency_budget_snippet_runs_as_written(monkeypatch, tmp_path):
+    from tfm_fuse.converters._edgetpu_ops import SRAM_BYTES
+    from tfm_fuse.pruning.cost import CostModel
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TFM_FUSE_CACHE", str(tmp_path / "cache"))
+    scope: dict = {}
+    exec(compile(readme_block("## Pruning to a latency budget"), "README.md", "exec"), scope)
+    tfm_fuse = scope["tfm_fuse"]
+    assert tfm_fuse.profile(scope["small"]).macs < tfm_fuse.profile(scope["model"]).macs
+    cost = CostModel(tfm_fuse.analyze(scope["fits"]))
+    assert cost.totals(cost.full())["int8_param_bytes"] <= SRAM_BYTES
+    assert 8e6 < scope["fits"].count_params() < 8.8e6  # the comment's figure

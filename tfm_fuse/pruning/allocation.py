@@ -101,6 +101,17 @@ def channel_rate(masks: dict[int, np.ndarray]) -> float:
     return float(sum(int((m == 0).sum()) for m in masks.values()) / max(total, 1))
 
 
+def sharing_groups(parts: dict[int, list[int]]) -> dict[int, list[int]]:
+    """`{group: the other groups sharing any of its parts}` from `{group: parts}` (the cost
+    terms, or the timed layers, that depend on each group): whose cost changes with whose."""
+    owners: dict[int, set[int]] = {}
+    for gid, items in parts.items():
+        for i in items:
+            owners.setdefault(i, set()).add(gid)
+    return {gid: sorted({h for i in items for h in owners[i]} - {gid})
+            for gid, items in parts.items()}
+
+
 def allocate_to_cost(scores: dict[int, np.ndarray], channels: dict[int, np.ndarray], cost,
                      target: float, *, n_ids: int, align: int | None = None,
                      max_group_rate: float = 0.9) -> dict[int, np.ndarray]:

@@ -138,13 +138,10 @@ class MetricCost:
     """One metric of a `CostModel` (e.g. `INT8`) as `allocation.allocate_to_cost` reads it."""
 
     def __init__(self, model: CostModel, metric: int):
+        from tfm_fuse.pruning.allocation import sharing_groups
+
         self.model, self.metric = model, metric
-        terms_groups: dict[int, set[int]] = {}
-        for gid, terms in model.terms_of_group.items():
-            for i in terms:
-                terms_groups.setdefault(i, set()).add(gid)
-        self._neighbours = {gid: sorted({h for i in terms for h in terms_groups[i]} - {gid})
-                            for gid, terms in model.terms_of_group.items()}
+        self._neighbours = sharing_groups(model.terms_of_group)
 
     def predict(self, keep: np.ndarray) -> float:
         return float(sum(t.value(keep) for t in self.model.terms if t.metric == self.metric))

@@ -532,19 +532,15 @@ class LatencyModel:
         return chosen
 
 
-
 class LatencyCost:
     """A `LatencyModel` as `allocation.allocate_to_cost` reads it, for the graph's groups."""
 
     def __init__(self, latency: LatencyModel, graph: ModelGraph):
+        from tfm_fuse.pruning.allocation import sharing_groups
+
         self.latency = latency
         self._layers = {g.id: latency.layers_of(g.channels) for g in graph.groups}
-        by_layer: dict[int, set[int]] = {}
-        for gid, layers in self._layers.items():
-            for i in layers:
-                by_layer.setdefault(i, set()).add(gid)
-        self._neighbours = {gid: sorted({h for i in layers for h in by_layer[i]} - {gid})
-                            for gid, layers in self._layers.items()}
+        self._neighbours = sharing_groups(self._layers)
 
     def predict(self, keep: np.ndarray) -> float:
         return self.latency.predict(keep)
