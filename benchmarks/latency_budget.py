@@ -1,19 +1,18 @@
 """Pruning to a measured latency budget: MAC-uniform vs latency-aware vs the hand-thinned twin.
 
 For each model and runtime, three ways to reach the same measured latency (`--budget`, the
-fraction of the full model's latency to remove; 0.5 = twice as fast):
-
-- mac-uniform     at the latency the latency-aware model measured: a MAC budget, allocated the way `prune(method="fupruner", macs=...)` does
-                  (one global L2 ranking, every MAC worth the same) with the hand-chosen
-                  `align=8`; the MAC fraction bisected on the *measured* latency of the
-                  stripped model until it is within 3 % of the budget (or the nearest reached)
-Before either, the runtime's limit is measured (latency-aware masks with every group at
-`max_group_rate`): where it removes less than the budget + 5 points, the budget becomes 60 % of
-that limit (and the table says so).
+fraction of the full model's latency to remove; 0.5 = twice as fast). First the runtime's limit
+is measured (latency-aware masks with every group at `max_group_rate`): where it removes less
+than the budget + 5 points, the budget becomes 60 % of that limit (the table says so). Then:
 
 - latency-aware   `MaskUpdater.meet_latency`: channels allocated by importance lost per
                   millisecond saved in the measured per-layer table (`tfm_fuse.pruning.latency`),
                   closed on the measured whole model (NetAdapt-style)
+- mac-uniform     at the latency the latency-aware model measured: a MAC budget, allocated the
+                  way `prune(method="fupruner", macs=...)` does (one global L2 ranking, every
+                  MAC worth the same) with the hand-chosen `align=8`; the MAC fraction bisected
+                  on the *measured* latency of the stripped model until it is within 3 % of
+                  the budget (or the nearest reached)
 - hand-thinned    the architecture at a uniform smaller width (the mac-uniform channel counts),
                   trained from scratch: what a person would build by hand
 
