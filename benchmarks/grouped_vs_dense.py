@@ -4,8 +4,9 @@ Pivoting (`tfm_fuse.pruning.pivot`) can order channels so that kept weights form
 blocks were block-diagonal, they could be emitted as a grouped convolution (`groups=g`: 1/g of
 the dense MACs). Whether to do so is a question of measured speed: this script times, for the
 layer shapes of the benchmark models, one layer converted as `tfm_fuse.pruning.latency` converts
-its table entries (full-integer LiteRT, OpenVINO IR on its CPU counters, tf2onnx ONNX Runtime;
-one thread, batch 1, median):
+its table entries (full-integer LiteRT, OpenVINO IR on its CPU counters; ONNX Runtime from one
+Conv node written directly, since tf2onnx cannot convert a Keras grouped convolution; one
+thread, batch 1, median):
 
 - dense          C → C, the unpruned layer (the reference)
 - grouped g      C → C with `groups=g` (MACs / g): what block-diagonal emission gives
@@ -38,13 +39,36 @@ SHAPES = [(32, 64, 3), (16, 128, 3), (12, 192, 1), (6, 320, 1)]
 GROUPS = (2, 4)
 
 
+def onnx_conv(path: Path, side: int, c_in: int, c_out: int, kernel: int, groups: int) -> Path:
+    """One NCHW Conv node with `group=groups`, written with onnx.helper: tf2onnx cannot convert
+    a Keras grouped convolution (it leaves a StatefulPartitionedCall ONNX Runtime rejects)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(c_out, c_in // groups, kernel, kernel)).astype("float32") * 0.1
+    b = np.zeros(c_out, "float32")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=groups,
+                            pads=[kernel // 2] * 4, kernel_shape=[kernel, kernel])
+    graph = helper.make_graph(
+        [node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c_out, side, side])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
 def time_layer(runtime: str, side: int, c_in: int, c_out: int, kernel: int, groups: int = 1
                ) -> float:
     layer = keras.layers.Conv2D(c_out, kernel, padding="same", groups=groups, use_bias=True)
     layer.build((None, side, side, c_in))
     model = latency.micro_model(layer, (side, side, c_in), c_in, c_out)
     with tempfile.TemporaryDirectory() as folder:
-        path = latency._write_artefact(model, runtime, Path(folder))
+        if runtime == "onnxruntime":
+            path = onnx_conv(Path(folder) / "model.onnx", side, c_in, c_out, kernel, groups)
+        else:
+            path = latency._write_artefact(model, runtime, Path(folder))
         if runtime == "openvino_cpu":
             return latency.profiled_openvino_ms(path, runs=300)
         return latency.time_artefact(runtime, path, min_runs=200, min_seconds=0.3)
