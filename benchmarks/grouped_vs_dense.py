@@ -3,7 +3,7 @@
 Pivoting (`tfm_fuse.pruning.pivot`) can order channels so that kept weights form blocks; if the
 blocks were block-diagonal, they could be emitted as a grouped convolution (`groups=g`: 1/g of
 the dense MACs). Whether to do so is a question of measured speed: this script times, for the
-layer shapes of the benchmark models, one layer converted as `tfm_fuse.pruning.latency` converts
+layer shapes of the benchmark models, one layer converted as `tfm_fuse.pruning.latency_model` converts
 its table entries (full-integer LiteRT, OpenVINO IR on its CPU counters; ONNX Runtime from one
 Conv node written directly, since tf2onnx cannot convert a Keras grouped convolution; one
 thread, batch 1, median):
@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfm_fuse.pruning import latency  # noqa: E402
+from tfm_fuse.pruning import latency_model as latency  # noqa: E402
 
 HERE = Path(__file__).parent
 # (input side, channels, kernel): residual CNN @64 stages 2-3, a MobileNetV2 @96 1×1 projection

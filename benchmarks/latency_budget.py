@@ -6,7 +6,7 @@ is measured (latency-aware masks with every group at `max_group_rate`): where it
 than the budget + 5 points, the budget becomes 60 % of that limit (the table says so). Then:
 
 - latency-aware   `MaskUpdater.meet_latency`: channels allocated by importance lost per
-                  millisecond saved in the measured per-layer table (`tfm_fuse.pruning.latency`),
+                  millisecond saved in the measured per-layer table (`tfm_fuse.pruning.latency_model`),
                   closed on the measured whole model (NetAdapt-style)
 - mac-uniform     at the latency the latency-aware model measured: a MAC budget, allocated the
                   way `prune(method="fupruner", macs=...)` does (one global L2 ranking, every

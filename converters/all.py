@@ -83,3 +83,26 @@ def convert_all(model: Any, out_dir: str | os.PathLike, *, representative_data: 
         except (ConversionError, ConfigError, OutputError) as e:  # this target only: the rest go on
             reports[name] = Report(target=name, ok=False, issues=[str(e)])
     return reports
+
+
+def convert_for_timing(model: Any, out_dir: str | os.PathLike, representative_data: Any, *,
+                       runtimes: tuple[str, ...]) -> dict[str, str]:
+    """Convert `model` for the targets whose artefact each of `runtimes` times (the `timed`
+    column of `targets.TARGETS`: LiteRT int8 the Edge TPU's, OpenVINO CPU the NCS2 IR, ONNX
+    Runtime the FP32 ONNX), without accuracy bars; returns `{runtime: artefact path}`.
+
+    Example:
+        >>> convert_for_timing(model, "out", x[:64], runtimes=("onnxruntime",))
+        {'onnxruntime': 'out/onnx/model.onnx'}
+    """
+    targets = tuple(t.name for t in TARGET_TABLE.values() if t.timed and t.timed[0] in runtimes)
+    reports = convert_all(model, out_dir, representative_data=representative_data,
+                          targets=targets, overwrite=True, keep_failed=True)
+    return timed_paths(reports, runtimes)
+
+
+def timed_paths(reports: dict[str, Report], runtimes: tuple[str, ...]) -> dict[str, str]:
+    """`{runtime: the artefact it times}` from `convert_all` reports."""
+    found = {t.timed[0]: reports[t.name].artefacts.get(t.timed[1])
+             for t in TARGET_TABLE.values() if t.timed and t.name in reports}
+    return {rt: str(p) for rt, p in found.items() if p and rt in runtimes}

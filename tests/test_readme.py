@@ -44,7 +44,8 @@ def test_own_layer_rule_snippet_runs_as_written(capsys):
     assert scope["small"].count_params() < scope["model"].count_params()
 
 
-TESTED = ("## Ten lines", "## Models it accepts", "## Pruning during fit")
+TESTED = ("## Ten lines", "## Models it accepts", "## Pruning during fit",
+          "## Pruning to a latency budget")
 
 
 def test_ten_lines_run_as_written(monkeypatch, tmp_path, capsys):

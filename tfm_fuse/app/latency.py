@@ -26,23 +26,20 @@ RUNTIMES = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")  # runt
 @quiet_tools
 def export(model, out_dir: Path, representative_data, *, runtimes=RUNTIMES) -> dict[str, str]:
     """Convert `model` for timing (no accuracy bars); returns runtime -> artefact path."""
-    from tfm_fuse.converters import convert_all
+    from tfm_fuse.converters.all import convert_for_timing
 
-    from tfm_fuse.converters.targets import TARGETS
-
-    targets = tuple(t.name for t in TARGETS.values() if t.timed and t.timed[0] in runtimes)
-    reports = convert_all(model, out_dir, representative_data=representative_data,
-                          targets=targets, overwrite=True, keep_failed=True)
-    return timed_artefacts(model, reports, out_dir, runtimes=runtimes)
+    paths = convert_for_timing(model, out_dir, representative_data, runtimes=tuple(runtimes))
+    return _with_fp32(model, paths, out_dir, runtimes)
 
 
 def timed_artefacts(model, reports: dict, out_dir: Path, *, runtimes=RUNTIMES) -> dict[str, str]:
     """The artefact each runtime times, from `convert_all` reports (+ an fp32 `.tflite`)."""
-    from tfm_fuse.converters.targets import TARGETS
+    from tfm_fuse.converters.all import timed_paths
 
-    found = {t.timed[0]: reports[t.name].artefacts.get(t.timed[1])
-             for t in TARGETS.values() if t.timed and t.name in reports}
-    paths = {rt: str(p) for rt, p in found.items() if p and rt in runtimes}
+    return _with_fp32(model, timed_paths(reports, tuple(runtimes)), out_dir, runtimes)
+
+
+def _with_fp32(model, paths: dict[str, str], out_dir: Path, runtimes) -> dict[str, str]:
     if "litert_fp32" in runtimes:
         paths["litert_fp32"] = _tflite_fp32(model, Path(out_dir) / "model_fp32.tflite")
     return paths

@@ -94,7 +94,7 @@ def prune(model: keras.Model, *, method: str = "l1", rate: float | None = None,
         memory: fraction of activation memory to remove.
         latency: fraction of the latency on `runtime` to remove (`0.5`: twice as fast). The
             model's layers are timed there once at several widths (cached), and channels go
-            where they save the most time per importance lost (`pruning.latency`).
+            where they save the most time per importance lost (`pruning.latency_model`).
         runtime: where `latency` is measured: `"litert_int8"` (full-integer LiteRT, XNNPACK:
             the Coral and phone path), `"openvino_cpu"` or `"onnxruntime"`.
         fits: `"edgetpu"`: remove the least important channels per byte until the
@@ -240,7 +240,7 @@ def _resolve_fit(budget: Budget, wrapped, allow_unknown: bool, input_shape) -> B
 
 
 def _latency_runtime(runtime, budget: Budget | None) -> str:
-    from tfm_fuse.pruning.latency import RUNTIMES, check_runtime
+    from tfm_fuse.pruning.latency_model import RUNTIMES, check_runtime
 
     if budget is None or budget.kind is not Kind.LATENCY:
         raise ConfigError(f"`runtime` is where a latency budget is measured; give latency= "

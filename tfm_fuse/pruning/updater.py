@@ -31,7 +31,7 @@ from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.budget import COST_METRIC, Budget, Kind, solve_rate
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
-from tfm_fuse.pruning.latency import RUNTIMES, LatencyCost, LatencyModel
+from tfm_fuse.pruning.latency_model import RUNTIMES, LatencyCost, LatencyModel
 from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.pruning.wrapping import wrap

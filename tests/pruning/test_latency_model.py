@@ -15,7 +15,8 @@ import pytest
 import tfm_fuse
 from tfm_fuse.errors import ConfigError
 from tfm_fuse.graph import analyze
-from tfm_fuse.pruning import allocation, latency
+from tfm_fuse.pruning import allocation
+from tfm_fuse.pruning import latency_model as latency
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
 from tfm_fuse.pruning.updater import MaskUpdater, read_options
 from tests.models import conv_bn_act, residual

@@ -328,7 +328,7 @@ def measure_in_subprocess(runtime: str, jobs: list[dict], *, progress: bool = Tr
 
     request = json.dumps({"runtime": runtime, "jobs": jobs, "progress": progress})
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "tfm_fuse.pruning.latency", "--worker"],
+    done = subprocess.run([sys.executable, "-m", "tfm_fuse.pruning.latency_model", "--worker"],
                           input=request, capture_output=True, text=True, env=env)
     if progress and done.stderr:  # the worker's progress bar, as it drew it
         lines = [ln for ln in done.stderr.replace("\r", "\n").splitlines() if "latency" in ln]
@@ -342,7 +342,7 @@ def measure_in_subprocess(runtime: str, jobs: list[dict], *, progress: bool = Tr
 
 
 def _worker() -> None:
-    """`python -m tfm_fuse.pruning.latency --worker`: reads jobs as JSON on stdin, prints the
+    """`python -m tfm_fuse.pruning.latency_model --worker`: reads jobs as JSON on stdin, prints the
     measured ms per job as one JSON list on the last line of stdout."""
     import sys
 
@@ -357,12 +357,13 @@ def _worker() -> None:
     def one(job: dict) -> float:
         with tempfile.TemporaryDirectory() as folder:
             if "model" in job:  # converted as deployed: tfm_fuse.converters' artefact
-                from tfm_fuse.app.latency import export
+                from tfm_fuse.converters.all import convert_for_timing
 
                 model = keras.models.load_model(job["model"], compile=False)
                 calibration = np.random.default_rng(0).normal(
                     size=(16,) + tuple(model.inputs[0].shape[1:])).astype("float32")
-                path = export(model, Path(folder), calibration, runtimes=(runtime,))[runtime]
+                path = convert_for_timing(model, Path(folder), calibration,
+                                          runtimes=(runtime,))[runtime]
                 return time_artefact(runtime, Path(path), min_runs=50, min_seconds=0.5)
             inner = keras.saving.deserialize_keras_object(job["layer"])
             model = micro_model(inner, tuple(job["input"]), job["n_in"], job["n_out"])
