@@ -6,9 +6,13 @@ permuted tensor is permuted the same way (producers' filters, BatchNorm entries,
 input rows, Concatenate segments, Flatten blocks), so the model computes the same outputs, and
 each layer's kept weights form one dense leading block: `kernel[..., :k_in, :k_out]`. That is
 the layout a runtime or converter can slice without a gather; `strip` of a pivoted model equals
-`strip` of the original. Grouped-convolution emission of block-diagonal weights is not done:
-the analysis pins grouped convolutions, and the runtimes measured here (see
-`benchmarks/alignment_latency.py`) gain from aligned dense counts, which `align=` gives.
+`strip` of the original. Block-diagonal weights are not emitted as grouped convolutions,
+because they measure slower per MAC removed than dense pruned counts on every runtime here
+(`python benchmarks/grouped_vs_dense.py`: one layer of the benchmark models' shapes, groups 2
+and 4 against the same MACs removed as output or input+output channels; median speed-up ÷ MAC
+ratio grouped / dense: LiteRT int8 0.28 / 0.52, OpenVINO CPU 0.62 / 0.70, ONNX Runtime 0.80 /
+0.83), and tf2onnx cannot convert a Keras grouped convolution at all. Dense counts at the
+runtime's measured block (`pruning.latency_model`, or `align=`) are what pays.
 
 Example:
     >>> masked = tfm_fuse.prune(model, method="l1", rate=0.5)
