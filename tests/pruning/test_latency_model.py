@@ -198,4 +198,6 @@ def test_meet_latency_measures_what_it_allocates(cache):
     measured = [k for k, _ in lat.calibration_points()]
     assert any(np.array_equal(k, updater.cost.full()) for k in measured)
     assert any(np.array_equal(k, keep) for k in measured)  # calibrated on what it allocated
+    again = MaskUpdater(masked, runtime="onnxruntime").latency_model()  # all from the cache
+    assert (again.scale, again.offset) == (lat.scale, lat.offset)
     assert updater.stats()["prune_rate"] > 0

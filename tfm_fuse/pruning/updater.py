@@ -110,7 +110,7 @@ class MaskUpdater:
         zero_masked: write zeros into masked filters at each update. Defaults to `True`.
         allow_unknown: analyse layers of unknown type as pinned. Defaults to `False`.
         input_shape: count costs at this input size (models of unknown spatial size).
-        runtime: the runtime a `latency` budget is measured on (`latency.RUNTIMES`).
+        runtime: the runtime a `latency` budget is measured on (`latency_model.RUNTIMES`).
     """
 
     def __init__(self, model: keras.Model, *, criterion: str = DEFAULT_CRITERION,
@@ -205,6 +205,7 @@ class MaskUpdater:
             for rate in CALIBRATION_RATES:
                 self.time_masks(allocation.allocate(scores, rate, scope="layer",
                                                     align=self._latency.block))
+            self._latency.calibrate()  # on every point measured, this process or an earlier one
         return self._latency
 
     def time_masks(self, masks: dict[int, np.ndarray]) -> float:
