@@ -13,8 +13,8 @@ than the budget + 5 points, the budget becomes 60 % of that limit (the table say
                   MAC worth the same) with the hand-chosen `align=8`; the MAC fraction bisected
                   on the *measured* latency of the stripped model until it is within 3 % of
                   the budget (or the nearest reached)
-- hand-thinned    the architecture at a uniform smaller width (the mac-uniform channel counts),
-                  trained from scratch: what a person would build by hand
+- hand-thinned    the mac-uniform model's architecture and channel counts, freshly initialised
+                  and trained from scratch: the twin a person would build by hand
 
 Training, the same for all on the shipped digits (28×28 MNIST resized to the model's input,
 grey copied to 3 channels): the base model trains `--epochs` epochs; each pruned model is
