@@ -45,10 +45,10 @@ def test_table_measures_each_pruned_side_at_several_widths_and_is_cached(cache, 
     (measured,) = entries.values()  # one machine: this one
     assert len(measured) >= len(latency.WIDTHS) ** 2  # layers of one shape share entries
 
-    def no_conversion(*args, **kwargs):
-        raise AssertionError("a cached layer was converted again")
+    def no_measurement(*args, **kwargs):
+        raise AssertionError("a cached layer was measured again")
 
-    monkeypatch.setattr(latency, "_write_artefact", no_conversion)
+    monkeypatch.setattr(latency, "measure_in_subprocess", no_measurement)  # where it is done
     again = latency.LatencyModel(graph, "onnxruntime", progress=False)  # all from the cache
     assert again.layers_ms(np.ones(again.n_ids, bool)) == pytest.approx(
         lat.layers_ms(np.ones(lat.n_ids, bool)))
