@@ -98,9 +98,9 @@ class TimedLayer:
         return float(size) if n < 0 else float(min(size, -(-n // block) * block))
 
 
-def _prunable_ids(graph: ModelGraph, ids: np.ndarray) -> bool:
-    prunable = {int(c) for g in graph.groups if g.prunable for c in g.channels}
-    return any(int(c) in prunable for c in ids)
+def _prunable_ids(prunable: np.ndarray, ids: np.ndarray) -> bool:
+    """Whether any of `ids` is a channel of a prunable group (`prunable`: a mask over ids)."""
+    return bool(prunable[ids].any())
 
 
 def _grid(size: int, pruned: bool) -> list[int]:
@@ -170,9 +170,9 @@ def _frozen(model: keras.Model):
     return convert_variables_to_constants_v2(_concrete(model).get_concrete_function())
 
 
-def _write_artefact(model: keras.Model, runtime: str, folder: Path, nchw: bool = True) -> Path:
-    """`model` converted for `runtime` into `folder`, as the project's converters would
-    (`nchw`: an ONNX input in NCHW, so that a one-layer model has no transposes)."""
+def _write_artefact(model: keras.Model, runtime: str, folder: Path) -> Path:
+    """One-layer `model` converted for `runtime` into `folder` as the converters would, its
+    ONNX input in NCHW so that it has no transposes (inside a model, they cancel out)."""
     import tensorflow as tf
 
     if runtime == "litert_int8":
@@ -189,7 +189,7 @@ def _write_artefact(model: keras.Model, runtime: str, folder: Path, nchw: bool =
     elif runtime == "onnxruntime":
         import tf2onnx
 
-        fn = _concrete(model, nchw=nchw)
+        fn = _concrete(model, nchw=True)
         path = folder / "model.onnx"
         tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17,
                                       output_path=str(path))
@@ -318,9 +318,9 @@ def measure(runtime: str, jobs: list[tuple], *, cache: TimeCache, progress: bool
 def measure_in_subprocess(runtime: str, jobs: list[dict], *, progress: bool = True
                           ) -> list[float]:
     """Runs `jobs` (one-layer models, or `{"model": path of a .keras file}`) in a fresh Python
-    process: converting and timing dozens of models in the caller's process interleaves three
-    runtimes' native libraries with TensorFlow's, which crashed a later `fit` here (a
-    `free(): invalid pointer` after LiteRT conversions), and a clean process times better."""
+    process: dozens of conversions and three runtimes' native libraries stay out of the
+    caller's process (a training one), and the timings are not taken next to its threads and
+    memory."""
     import subprocess
     import sys
 
@@ -395,14 +395,19 @@ class LatencyModel:
                              default=0)
         self.cache = TimeCache(runtime, cache_folder)
         self.scale, self.offset, self.block = 1.0, 0.0, 1
-        plans, jobs = [], []
+        prunable = np.zeros(self.n_ids, dtype=bool)
+        for g in graph.groups:
+            if g.prunable:
+                prunable[g.channels] = True
+        plans, jobs, self._sigs = [], [], []
         for node in timed_nodes(graph):
             inner = rules.unwrap(node.layer)
             src, dst = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
             in_shape = tuple(int(d) for d in src.shape[1:])
             tied = isinstance(inner, keras.layers.DepthwiseConv2D)
-            in_pruned = _prunable_ids(graph, src.channels)
-            out_pruned = not tied and _prunable_ids(graph, dst.channels)
+            in_pruned = _prunable_ids(prunable, src.channels)
+            out_pruned = not tied and _prunable_ids(prunable, dst.channels)
+            self._sigs.append(_signature(inner, in_shape))
             ins = _grid(in_shape[-1], in_pruned)
             outs = [None] if tied else _grid(int(dst.shape[-1]), out_pruned)
             for a in ins:
@@ -413,8 +418,8 @@ class LatencyModel:
                           out_pruned))
         times = measure(runtime, jobs, cache=self.cache, progress=progress)
         self.layers: list[TimedLayer] = []
-        for node, inner, in_shape, src, dst, ins, outs, tied, in_pruned, out_pruned in plans:
-            sig = _signature(inner, in_shape)
+        for (node, inner, in_shape, src, dst, ins, outs, tied, in_pruned, out_pruned), sig in zip(
+                plans, self._sigs):
             mult = int(inner.get_config().get("depth_multiplier", 1))
             grid = monotone(np.array([[times[self.cache.key(sig, a, a * mult if tied else b)]
                                        for b in outs] for a in ins]))
@@ -448,15 +453,10 @@ class LatencyModel:
     def model_key(self, keep: np.ndarray) -> str:
         """A cache key for the whole stripped model `keep` describes: its timed layers' counts."""
         counts = [list(layer.counts(keep)) for layer in self.layers]
-        return json.dumps(["model", self._signatures(), counts], sort_keys=True)
-
-    def _signatures(self) -> list[dict]:
-        return [_signature(rules.unwrap(n.layer),
-                           tuple(int(d) for d in self.graph.tensors[n.inputs[0]].shape[1:]))
-                for n in timed_nodes(self.graph)]
+        return json.dumps(["model", self._sigs, counts], sort_keys=True)
 
     def _calibration_key(self) -> str:
-        return json.dumps(["calibration", self._signatures()], sort_keys=True)
+        return json.dumps(["calibration", self._sigs], sort_keys=True)
 
     def calibration_points(self) -> list[tuple[np.ndarray, float]]:
         """`[(keep, measured ms)]`: every whole-model time measured for this model so far."""

@@ -172,7 +172,8 @@ class MaskUpdater:
         cost = (LatencyCost(self.latency_model(), self.graph) if kind is Kind.LATENCY
                 else MetricCost(self.cost, INT8))
         full = cost.predict(self.cost.full())
-        wanted = {g: s for g, s in scores.items() if g in set(self._removable)}
+        removable_ids = set(self._removable)
+        wanted = {g: s for g, s in scores.items() if g in removable_ids}
         align = self.align
         if align is None and kind is Kind.LATENCY:
             align = cost.latency.block  # the runtime's measured channel block
