@@ -7,6 +7,7 @@ that int8 parameter bytes match a real full-integer `.tflite`, and the errors of
 
 import json
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -201,3 +202,8 @@ def test_meet_latency_measures_what_it_allocates(cache):
     again = MaskUpdater(masked, runtime="onnxruntime").latency_model()  # all from the cache
     assert (again.scale, again.offset) == (lat.scale, lat.offset)
     assert updater.stats()["prune_rate"] > 0
+    # every time but the full model's was taken side by side with it: its artefact was
+    # converted once, into the folder the worker was given, and reused
+    reference = Path(lat._reference.name)
+    assert (reference / "onnxruntime.path").exists()
+    assert len(list(reference.glob("onnxruntime/**/*.onnx"))) == 1

@@ -341,6 +341,17 @@ def measure_in_subprocess(runtime: str, jobs: list[dict], *, progress: bool = Tr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _deployed_artefact(keras_path: str, runtime: str, folder: Path) -> Path:
+    """The `.keras` model at `keras_path` converted by `tfm_fuse.converters` for `runtime` (what
+    would be deployed) into `folder`."""
+    from tfm_fuse.converters.all import convert_for_timing
+
+    model = keras.models.load_model(keras_path, compile=False)
+    calibration = np.random.default_rng(0).normal(
+        size=(16,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    return Path(convert_for_timing(model, folder, calibration, runtimes=(runtime,))[runtime])
+
+
 def _worker() -> None:
     """`python -m tfm_fuse.pruning.latency_model --worker`: reads jobs as JSON on stdin, prints the
     measured ms per job as one JSON list on the last line of stdout."""
@@ -357,14 +368,24 @@ def _worker() -> None:
     def one(job: dict) -> float:
         with tempfile.TemporaryDirectory() as folder:
             if "model" in job:  # converted as deployed: tfm_fuse.converters' artefact
-                from tfm_fuse.converters.all import convert_for_timing
+                path = _deployed_artefact(job["model"], runtime, Path(folder))
+                if "reference" not in job:
+                    return time_artefact(runtime, path, min_runs=50, min_seconds=0.5)
+                # side by side with the full model, whose artefact the caller keeps: the ratio
+                # is what is measured, in the units of the full model's first time
+                from tfm_fuse.app.latency import compare
 
-                model = keras.models.load_model(job["model"], compile=False)
-                calibration = np.random.default_rng(0).normal(
-                    size=(16,) + tuple(model.inputs[0].shape[1:])).astype("float32")
-                path = convert_for_timing(model, Path(folder), calibration,
-                                          runtimes=(runtime,))[runtime]
-                return time_artefact(runtime, Path(path), min_runs=50, min_seconds=0.5)
+                reference = Path(job["reference"]["folder"])
+                written = reference / f"{runtime}.path"  # converted by an earlier job
+                if not written.exists():
+                    written.write_text(str(_deployed_artefact(
+                        job["reference"]["model"], runtime, reference / runtime)))
+                ref_path = written.read_text()
+                table = compare({"reference": {runtime: ref_path},
+                                 "model": {runtime: str(path)}}, runs=200, rounds=5,
+                                progress=False)
+                return job["reference"]["ms"] * table["model"][runtime] / \
+                    table["reference"][runtime]
             inner = keras.saving.deserialize_keras_object(job["layer"])
             model = micro_model(inner, tuple(job["input"]), job["n_in"], job["n_out"])
             path = _write_artefact(model, runtime, Path(folder))
@@ -395,6 +416,7 @@ class LatencyModel:
                              default=0)
         self.cache = TimeCache(runtime, cache_folder)
         self.scale, self.offset, self.block = 1.0, 0.0, 1
+        self._reference = None  # the full model's folder, once something is timed against it
         prunable = np.zeros(self.n_ids, dtype=bool)
         for g in graph.groups:
             if g.prunable:
@@ -466,20 +488,46 @@ class LatencyModel:
             points.append((keep, self.cache.entries[self.model_key(keep)]))
         return points
 
-    def time_model(self, model: keras.Model, keep: np.ndarray) -> float:
-        """Measured ms of `model` (the stripped model `keep` describes), cached."""
+    def time_model(self, model: keras.Model, keep: np.ndarray, reference=None) -> float:
+        """Measured ms of `model` (the stripped model `keep` describes), cached.
+
+        With `reference` (a function returning the full model), `model` is timed side by side
+        with it, interleaved in one process, and the time given is the ratio measured times
+        the full model's first time: every time of this model is then relative to the same
+        point, not to whatever the machine ran at when each was measured.
+
+        Example:
+            >>> latency.time_model(thin, keep, reference=lambda: strip(full_masks))
+        """
         key = self.model_key(keep)
         if key not in self.cache.entries:
             with tempfile.TemporaryDirectory() as folder:
                 saved = Path(folder) / "model.keras"
                 model.save(saved)
+                job = {"model": str(saved)}
+                if reference is not None and not keep.all():
+                    job["reference"] = self._reference_job(reference)
                 (self.cache.entries[key],) = measure_in_subprocess(
-                    self.runtime, [{"model": str(saved)}], progress=False)
+                    self.runtime, [job], progress=False)
             known = self.cache.entries.setdefault(self._calibration_key(), [])
             known.append(json.dumps(keep.astype(int).tolist()))
             self.cache.save()
         self.calibrate()
         return self.cache.entries[key]
+
+    def _reference_job(self, reference) -> dict:
+        """What the worker needs to time against the full model: its `.keras` file and a
+        folder where its artefact is converted once (both kept while this model lives), and
+        its first measured time."""
+        full = np.ones(self.n_ids, dtype=bool)
+        if self._reference is None:
+            self._reference = tempfile.TemporaryDirectory(prefix="tfm_fuse_reference_")
+            model = reference()
+            model.save(Path(self._reference.name) / "model.keras")
+            self.time_model(model, full)  # measured alone once, if no earlier process did
+        return {"folder": self._reference.name,
+                "model": str(Path(self._reference.name) / "model.keras"),
+                "ms": self.cache.entries[self.model_key(full)]}
 
     def calibrate(self) -> None:
         """Fit `scale` and `offset` to every whole-model time measured for this model.

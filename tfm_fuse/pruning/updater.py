@@ -211,22 +211,28 @@ class MaskUpdater:
 
     def time_masks(self, masks: dict[int, np.ndarray]) -> float:
         """Measured ms on `runtime` of the model stripped with `masks` (cached); the latency
-        model is recalibrated with it. The model's own masks are left as they were."""
-        from tfm_fuse.pruning.stripping import strip
-
+        model is recalibrated with it, and timed side by side with the full model. The model's
+        own masks are left as they were."""
         latency, keep = self.latency_model(), self._keep(masks)
         key = latency.model_key(keep)
         if key in latency.cache.entries:
             return latency.cache.entries[key]
+        full = {gid: np.ones_like(mask) for gid, mask in self.masks().items()}
+        return latency.time_model(self._stripped(masks), keep,
+                                  reference=lambda: self._stripped(full))
+
+    def _stripped(self, masks: dict[int, np.ndarray]) -> keras.Model:
+        """The model stripped as if `masks` were written; its own masks are left as they were."""
+        from tfm_fuse.pruning.stripping import strip
+
         saved = self.masks()
         try:
             self._write(masks)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "FuPruner never ran": not the point here
-                thin = strip(self.model)
+                return strip(self.model)
         finally:
             self._write(saved)
-        return latency.time_model(thin, keep)
 
     def meet_latency(self, target: float, *, tolerance: float = 0.02, rounds: int = 4
                      ) -> dict[str, float]:
