@@ -7,7 +7,8 @@ than the budget + 5 points, the budget becomes 60 % of that limit (the table say
 
 - latency-aware   `MaskUpdater.meet_latency`: channels allocated by importance lost per
                   millisecond saved in the measured per-layer table (`tfm_fuse.pruning.latency_model`),
-                  closed on the measured whole model (NetAdapt-style)
+                  closed on the measured whole model (NetAdapt-style), each candidate
+                  timed side by side with the full model in one worker process
 - mac-uniform     at the latency the latency-aware model measured: a MAC budget, allocated the
                   way `prune(method="fupruner", macs=...)` does (one global L2 ranking, every
                   MAC worth the same) with the hand-chosen `align=8`; the MAC fraction bisected

@@ -13,12 +13,10 @@ Example:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
-
 from tfm_fuse._quiet import quiet_tools
+from tfm_fuse.pruning.latency_model import compare  # noqa: F401 - timed here, kept in the core
 
 RUNTIMES = ("litert_fp32", "litert_int8", "openvino_cpu", "onnxruntime")  # runtimes.RUNTIMES
 
@@ -57,43 +55,6 @@ def _tflite_fp32(model, path: Path) -> str:
 
 
 @quiet_tools
-def compare(cases: dict[str, dict[str, str]], *, runs: int = 200, rounds: int = 5,
-            threads: int = 1, progress: bool = True) -> dict[str, dict[str, float]]:
-    """Median latency (ms) per case and runtime, cases interleaved round by round.
-
-    Args:
-        cases: `{case name: {runtime: artefact path}}`, e.g. from `export`.
-        runs: timed invocations per case and runtime, split over `rounds`. Defaults to `200`.
-        rounds: how many times the cases take turns. Defaults to `5`.
-        threads: threads each runtime may use. Defaults to `1`.
-        progress: show a tqdm bar. Defaults to `True`.
-    """
-    from tqdm import tqdm
-
-    from tfm_fuse.converters.runtimes import open_runtime  # the runtimes the checks use
-
-    runners = {(case, rt): open_runtime(rt, path, threads=threads).timer()
-               for case, paths in cases.items() for rt, path in paths.items()}
-    for run in runners.values():  # warm-up
-        for _ in range(10):
-            run()
-    samples: dict[tuple, list[float]] = {key: [] for key in runners}
-    per_round = max(1, runs // rounds)
-    bar = tqdm(total=rounds * len(runners), desc="latency", disable=not progress)
-    for _ in range(rounds):
-        for key, run in runners.items():
-            for _ in range(per_round):
-                start = time.perf_counter()
-                run()
-                samples[key].append(time.perf_counter() - start)
-            bar.update()
-    bar.close()
-    result: dict[str, dict[str, float]] = {case: {} for case in cases}
-    for (case, rt), times in samples.items():
-        result[case][rt] = 1000.0 * float(np.median(times))
-    return result
-
-
 def speedups(table: dict[str, dict[str, float]], baseline: str) -> dict[str, dict[str, float]]:
     """Each case's speed-up over `baseline`, per runtime (baseline ms / case ms)."""
     base = table[baseline]

@@ -219,6 +219,43 @@ def time_artefact(runtime: str, path: Path, *, min_runs: int = 30, min_seconds: 
     return 1000.0 * float(np.median(times))
 
 
+def compare(cases: dict[str, dict[str, str]], *, runs: int = 200, rounds: int = 5,
+            threads: int = 1, progress: bool = True) -> dict[str, dict[str, float]]:
+    """Median latency (ms) per case and runtime, cases interleaved round by round.
+
+    Args:
+        cases: `{case name: {runtime: artefact path}}`, e.g. from `export`.
+        runs: timed invocations per case and runtime, split over `rounds`. Defaults to `200`.
+        rounds: how many times the cases take turns. Defaults to `5`.
+        threads: threads each runtime may use. Defaults to `1`.
+        progress: show a tqdm bar. Defaults to `True`.
+    """
+    from tqdm import tqdm
+
+    from tfm_fuse.converters.runtimes import open_runtime  # the runtimes the checks use
+
+    runners = {(case, rt): open_runtime(rt, path, threads=threads).timer()
+               for case, paths in cases.items() for rt, path in paths.items()}
+    for run in runners.values():  # warm-up
+        for _ in range(10):
+            run()
+    samples: dict[tuple, list[float]] = {key: [] for key in runners}
+    per_round = max(1, runs // rounds)
+    bar = tqdm(total=rounds * len(runners), desc="latency", disable=not progress)
+    for _ in range(rounds):
+        for key, run in runners.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                run()
+                samples[key].append(time.perf_counter() - start)
+            bar.update()
+    bar.close()
+    result: dict[str, dict[str, float]] = {case: {} for case in cases}
+    for (case, rt), times in samples.items():
+        result[case][rt] = 1000.0 * float(np.median(times))
+    return result
+
+
 def profiled_openvino_ms(path: Path, runs: int = 100) -> float:
     """Median ms OpenVINO's CPU plugin spends in the operations of the IR at `path` (its
     performance counters), without the input and output reorders and the per-inference
@@ -373,8 +410,6 @@ def _worker() -> None:
                     return time_artefact(runtime, path, min_runs=50, min_seconds=0.5)
                 # side by side with the full model, whose artefact the caller keeps: the ratio
                 # is what is measured, in the units of the full model's first time
-                from tfm_fuse.app.latency import compare
-
                 reference = Path(job["reference"]["folder"])
                 written = reference / f"{runtime}.path"  # converted by an earlier job
                 if not written.exists():
