@@ -113,15 +113,17 @@ def export_onnx(src: Source, path: Path, opset: int, batch: int | None = 1) -> P
     return path
 
 
-def run_onnx(path: str | os.PathLike, x: Samples,
-             batch: int = 1) -> np.ndarray | list[np.ndarray]:
+def run_onnx(path: str | os.PathLike, x: Samples, batch: int = 1, *,
+             literal_qdq: bool = False) -> np.ndarray | list[np.ndarray]:
     """Runs an ONNX model in ONNX Runtime (CPU) on `x`, `batch` samples at a time; a list of
     arrays (the graph's output order, which tf2onnx keeps from Keras) for several outputs.
+    `literal_qdq`: Q/DQ nodes run as written, the int8 arithmetic a TensorRT engine does
+    (`runtimes.OnnxRuntime`).
 
     Example:
         >>> y = run_onnx("out/onnx/model.onnx", x_test[:10])
     """
-    return runtimes.OnnxRuntime(path).outputs(x, batch=batch)
+    return runtimes.OnnxRuntime(path, literal_qdq=literal_qdq).outputs(x, batch=batch)
 
 
 def fp16_onnx(fp32: Path, out: Path) -> Path:

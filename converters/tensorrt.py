@@ -141,7 +141,7 @@ def _onnx_for_tensorrt(src: Source, stage: Staging, report: Report, profile: Jet
         int8 = quantize_qdq(fp32, stage.path / INT8_NAME, rep, input_name=src.input_name,
                             calibration=calibration)
         report.artefacts["onnx_int8_qdq"] = stage.final(INT8_NAME)
-        metrics = compare(y_keras, onnx_conv.run_onnx(int8, x_val))
+        metrics = compare(y_keras, onnx_conv.run_onnx(int8, x_val, literal_qdq=True))
         report.fidelity["onnx_int8_qdq"] = metrics
         shortfall = check_top1("onnx_int8_qdq", metrics, min_top1)
         report.details["int8_accepted"] = not shortfall
