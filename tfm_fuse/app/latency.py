@@ -54,7 +54,6 @@ def _tflite_fp32(model, path: Path) -> str:
     return str(path)
 
 
-@quiet_tools
 def speedups(table: dict[str, dict[str, float]], baseline: str) -> dict[str, dict[str, float]]:
     """Each case's speed-up over `baseline`, per runtime (baseline ms / case ms)."""
     base = table[baseline]

@@ -47,6 +47,7 @@ import keras
 import numpy as np
 
 from tfm_fuse import rules
+from tfm_fuse._quiet import quiet_tools
 from tfm_fuse.errors import ConfigError
 from tfm_fuse.graph import ModelGraph, Node
 
@@ -219,6 +220,7 @@ def time_artefact(runtime: str, path: Path, *, min_runs: int = 30, min_seconds: 
     return 1000.0 * float(np.median(times))
 
 
+@quiet_tools
 def compare(cases: dict[str, dict[str, str]], *, runs: int = 200, rounds: int = 5,
             threads: int = 1, progress: bool = True) -> dict[str, dict[str, float]]:
     """Median latency (ms) per case and runtime, cases interleaved round by round.
@@ -396,7 +398,6 @@ def _worker() -> None:
 
     from tqdm import tqdm
 
-    from tfm_fuse._quiet import quiet_tools
 
     request = json.loads(sys.stdin.read())
     runtime, times = request["runtime"], []
