@@ -26,7 +26,12 @@ that no decision saw (allocation uses weights only; no option is chosen on them)
 Speed: every artefact converted by `tfm_fuse.converters` (what would be deployed) and timed side
 by side in one run (`tfm_fuse.app.latency.compare`, one thread, batch 1, interleaved rounds).
 Speed-up ÷ MAC ratio = (full ms / pruned ms) / (full MACs / pruned MACs): 1 means the runtime
-turns every MAC removed into time.
+turns every MAC removed into time. What stops it: the time a runtime spends per inference
+whatever the MACs (dispatch, memory traffic of inputs and outputs, layers pruning does not
+shrink). It is measured, not assumed: four untrained MAC-uniform copies (75/50/30/15 % of the
+MACs kept) are timed in the same run, and a straight line through (MACs kept, ms) gives the
+fixed share f of the full model's time; a 2× speed-up then has a ratio of at most
+(1 - 2f) / (1 - f) (column "fixed share").
 
 Prints one table per model and writes `benchmarks/latency_budget.json` and `.md`. The latency
 tables are cached (`~/.cache/tfm_fuse/latency`), so a second run measures only what changed.
@@ -65,6 +70,7 @@ from tfm_fuse.pruning.updater import MaskUpdater  # noqa: E402
 
 HERE = Path(__file__).parent
 UNIFORM_ALIGN = 8  # what MAC-uniform pruning was given by hand before (x86 timings)
+SWEEP_MACS_KEPT = (0.75, 0.5, 0.3, 0.15)  # MAC-uniform copies timed for the fixed-time fit
 # model -> (builder of an untrained model for an input shape, input size)
 MODELS = {
     "residual_cnn": (lambda shape: tfm_fuse.app.models.residual_cnn(shape, widths=(32, 64, 128)),
@@ -167,6 +173,32 @@ def masked_copy(trained, runtime: str, budget: float, method: str):
     return wrapped, removed, (lat.block if method == "latency-aware" else UNIFORM_ALIGN)
 
 
+def mac_sweep(trained, fractions=SWEEP_MACS_KEPT):
+    """Stripped MAC-uniform copies of `trained` keeping each fraction of the MACs (`align=8`),
+    untrained: they are only timed, to measure the runtime's fixed per-inference time."""
+    models = {}
+    for kept in fractions:
+        wrapped = tfm_fuse.wrap(trained)
+        updater = MaskUpdater(wrapped, align=UNIFORM_ALIGN)
+        scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
+        updater._write(updater._allocate(scores, updater.rate_for(scores, 1.0 - kept, Kind.MACS)))
+        models[kept] = tfm_fuse.strip(wrapped)
+    return models
+
+
+def fixed_fraction(points: list[tuple[float, float]]) -> dict:
+    """The fixed (MAC-independent) share of the full model's time, from a straight line through
+    (MACs kept, ms) points: with time = f + (1 - f) × MACs kept, a 2× speed-up needs
+    MACs kept = (0.5 - f) / (1 - f), so its speed-up ÷ MAC ratio is at most (1 - 2f) / (1 - f)
+    (≥ 0.95 needs f ≤ 0.048)."""
+    kept, ms = np.array(points).T
+    slope, intercept = np.polyfit(kept, ms, 1)
+    full = ms[np.argmax(kept)]
+    f = float(intercept / full)
+    return {"fixed_fraction": f, "ratio_bound_at_2x": (1 - 2 * f) / (1 - f),
+            "fit_points": [[float(k), float(m)] for k, m in points]}
+
+
 def thinned_twin(masks_model):
     """The architecture with the channel counts of `masks_model`'s strip, freshly initialised
     (`clone_model` builds new layers from the configs: new initial weights)."""
@@ -186,6 +218,12 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
     with tempfile.TemporaryDirectory() as tmp:
         cases = {"full": app_latency.export(tfm_fuse.fuse(base), Path(tmp) / "full",
                                             train_data[0][:64], runtimes=tuple(runtimes))}
+        sweep = mac_sweep(base)
+        sweep_macs = {kept: tfm_fuse.profile(m).macs / base_macs for kept, m in sweep.items()}
+        for kept, model in sweep.items():
+            cases[f"sweep/{kept}"] = app_latency.export(
+                tfm_fuse.fuse(model), Path(tmp) / f"sweep_{kept}", train_data[0][:64],
+                runtimes=tuple(runtimes))
         for runtime in runtimes:
             reach = reachable(base, runtime)
             target = budget if reach >= budget + 0.05 else round(0.6 * reach, 2)
@@ -222,6 +260,12 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
                     f"{removed:.1%} of latency removed")
         log(f"{name}: timing {len(cases)} artefact sets side by side")
         table = app_latency.compare(cases, runs=runs, rounds=5)
+    fixed = {runtime: fixed_fraction([(1.0, table["full"][runtime])] + [
+        (sweep_macs[kept], table[f"sweep/{kept}"][runtime]) for kept in sweep])
+        for runtime in runtimes}
+    for runtime, fit in fixed.items():
+        log(f"{name} / {runtime}: fixed share of the full model's time {fit['fixed_fraction']:.1%}"
+            f" -> speed-up ÷ MAC ratio at 2× at most {fit['ratio_bound_at_2x']:.2f}")
     for row in rows:
         full_ms = table["full"][row["runtime"]]
         ms = table[f"{row['runtime']}/{row['method']}"][row["runtime"]]
@@ -229,17 +273,20 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
                    latency_removed=1.0 - ms / full_ms, mac_ratio=base_macs / row["macs"],
                    base_accuracy=base_acc, base_macs=base_macs)
         row["speedup_per_mac_ratio"] = row["speedup"] / row["mac_ratio"]
+        row.update(fixed[row["runtime"]])
     return rows
 
 
 def markdown(rows) -> str:
     lines = ["| model | runtime | method | budget (limit) | accuracy (base) | MACs kept | latency "
-             "removed | speed-up | speed-up ÷ MAC ratio | block |", "|" + "---|" * 10]
+             "removed | speed-up | speed-up ÷ MAC ratio | block | fixed share (ratio bound at 2×) |",
+             "|" + "---|" * 11]
     for r in rows:
         lines.append(f"| {r['model']} | {r['runtime']} | {r['method']} | {r['budget']:.0%} "
                      f"({r['reachable']:.0%}) | {r['accuracy']:.3f} ({r['base_accuracy']:.3f}) | "
                      f"{r['macs'] / r['base_macs']:.1%} | {r['latency_removed']:.1%} | "
-                     f"{r['speedup']:.2f}× | {r['speedup_per_mac_ratio']:.2f} | {r['block']} |")
+                     f"{r['speedup']:.2f}× | {r['speedup_per_mac_ratio']:.2f} | {r['block']} | "
+                     f"{r['fixed_fraction']:.0%} ({r['ratio_bound_at_2x']:.2f}) |")
     return "\n".join(lines)
 
 
