@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -138,8 +140,23 @@ def python310_available() -> bool:
     return python_available(OV2022)
 
 
+@contextlib.contextmanager
+def _venv_lock(venv: Path):
+    """Holds an exclusive lock on `<venv>.lock` so that two processes (pytest-xdist workers,
+    two conversions) never build, or wipe, the same venv at once: the second waits, then
+    finds the venv complete."""
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_venv(venv: Path = VENV_DIR, release: Release = OV2022) -> Path:
     """Creates (once) the venv with the release's packages; returns its python executable.
+    Safe to call from several processes at once (one builds, the others wait).
 
     Raises:
         ConversionError: the release's Python is missing or pip could not install it.
@@ -152,19 +169,30 @@ def ensure_venv(venv: Path = VENV_DIR, release: Release = OV2022) -> Path:
         raise ConversionError(f"OpenVINO {release.version} needs Python {release.python[:4]}: "
                               f"`{release.executable}` (PYENV_VERSION={release.python}) was not "
                               f"found. Install it, e.g. pyenv install {release.python}.")
-    shutil.rmtree(venv, ignore_errors=True)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    steps = [[release.executable, "-m", "venv", str(venv)],
-             [str(python), "-m", "pip", "install", "-q", *release.packages]]
-    for cmd in steps:
-        proc = subprocess.run(cmd, env=_env(release), capture_output=True, text=True,
-                              timeout=900)
-        if proc.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ConversionError(f"Creating the OpenVINO {release.version} venv at '{venv}' "
-                                  f"failed at `{' '.join(cmd)}`: {proc.stderr.strip()[-500:]}")
-    marker.write_text(" ".join(release.packages) + "\n")
+    with _venv_lock(venv):
+        if marker.exists() and python.exists():  # built by another process while we waited
+            return python
+        shutil.rmtree(venv, ignore_errors=True)
+        steps = [[release.executable, "-m", "venv", str(venv)],
+                 [str(python), "-m", "pip", "install", "-q", *release.packages]]
+        for cmd in steps:
+            proc = subprocess.run(cmd, env=_env(release), capture_output=True, text=True,
+                                  timeout=900)
+            if proc.returncode != 0:
+                shutil.rmtree(venv, ignore_errors=True)
+                raise ConversionError(f"Creating the OpenVINO {release.version} venv at "
+                                      f"'{venv}' failed at `{' '.join(cmd)}`: "
+                                      f"{proc.stderr.strip()[-500:]}")
+        marker.write_text(" ".join(release.packages) + "\n")
     return python
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    """The tool's last `n` lines that say ERROR, else its last `n` lines: never an empty
+    reason (a crash before the tool's own logging prints only a traceback)."""
+    lines = [l for l in text.splitlines() if l.strip()]
+    errors = [l for l in lines if "ERROR" in l]
+    return " ".join((errors or lines)[-n:])[-600:]
 
 
 def _run_script(python: Path, script_text: str, xml, x, output_names=None) -> LegacyResult:
@@ -183,7 +211,8 @@ def _run_script(python: Path, script_text: str, xml, x, output_names=None) -> Le
                               timeout=600, env=_clean_env())
         if proc.returncode != 0:
             lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-            return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:])
+            return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:] or
+                                f"exit {proc.returncode}, no output")
         data = dict(np.load(Path(tmp) / "y.npz"))
     found = {k[2:]: v for k, v in data.items() if k.startswith("y_")}
     return LegacyResult(ok=True, outputs=_outputs_in(found, output_names),
@@ -223,9 +252,9 @@ def ir10_from_onnx(onnx_path: Path, out_dir: Path, name: str = "model") -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_clean_env())
     xml = out_dir / f"{name}.xml"
     if proc.returncode != 0 or not xml.exists():
-        lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "ERROR" in l]
         raise ConversionError(f"OpenVINO {OV2021.version}'s Model Optimizer failed on "
-                              f"'{onnx_path.name}': {' '.join(lines[-3:])[-600:]}")
+                              f"'{onnx_path.name}' (exit {proc.returncode}): "
+                              f"{_last_lines(proc.stdout + proc.stderr) or 'no output'}")
     (out_dir / f"{name}.mapping").unlink(missing_ok=True)
     return xml
 
