@@ -207,3 +207,23 @@ def test_meet_latency_measures_what_it_allocates(cache):
     reference = Path(lat._reference.name)
     assert (reference / "onnxruntime.path").exists()
     assert len(list(reference.glob("onnxruntime/**/*.onnx"))) == 1
+
+
+def test_whole_models_are_timed_fused_as_deployed(tmp_path):
+    """The loop times what `strip` → `fuse` → converter deploys: a BatchNorm after a depthwise
+    convolution and a ZeroPadding2D would stay in the unfused ONNX (a `Mul`, a `Pad`) and scale
+    unlike the deployed model."""
+    import onnx
+
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 8))
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(inp)  # MobileNetV2's: exactly "same" at stride 2
+    x = L.DepthwiseConv2D(3, strides=2, use_bias=False)(x)
+    x = L.ReLU(6.0)(L.BatchNormalization()(x))
+    out = L.Conv2D(8, 1)(x)
+    path = tmp_path / "model.keras"
+    keras.Model(inp, out).save(path)
+    onnx_path = latency._deployed_artefact(str(path), "onnxruntime", tmp_path / "out")
+    ops = {n.op_type for n in onnx.load(onnx_path).graph.node}
+    assert "Pad" not in ops and "Mul" not in ops and "BatchNormalization" not in ops, ops
