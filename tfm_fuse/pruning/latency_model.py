@@ -18,8 +18,8 @@ this module builds that table for the model's own layers:
   shape is measured once;
 - `LatencyModel.layers_ms(keep)` interpolates each layer's table bilinearly at its kept counts;
 - what one-layer models do not see (the ops between layers, the invoke overhead, the reorders
-  at a micro-model's ends) is absorbed by `calibrate`: the whole stripped model is converted by
-  `tfm_fuse.converters` (the artefact that would be deployed) and timed, at full width,
+  at a micro-model's ends) is absorbed by `calibrate`: the whole stripped model is fused and
+  converted by `tfm_fuse.converters` (the artefact that would be deployed) and timed, at full width,
   uniformly thinned and at every allocation `MaskUpdater.meet_latency` measures, and the
   prediction becomes `scale × Σ layers + offset`, fitted nearest the latest point.
 
