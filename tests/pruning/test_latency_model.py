@@ -211,8 +211,7 @@ def test_meet_latency_measures_what_it_allocates(cache):
 
 def test_whole_models_are_timed_fused_as_deployed(tmp_path):
     """The loop times what `strip` → `fuse` → converter deploys: a BatchNorm after a depthwise
-    convolution and a ZeroPadding2D would stay in the unfused ONNX (a `Mul`, a `Pad`) and scale
-    unlike the deployed model."""
+    convolution and a ZeroPadding2D would stay in the unfused ONNX (a `Mul`, a `Pad`)."""
     import onnx
 
     L = keras.layers

@@ -387,10 +387,11 @@ def _deployed_artefact(keras_path: str, runtime: str, folder: Path) -> Path:
     after `strip`) and converted by `tfm_fuse.converters` for `runtime` — what would be
     deployed — into `folder`.
 
-    Fused, because the unfused and the fused artefact do not scale alike: a MobileNetV2 (96×96)
-    at half its MACs measured 1.83× unfused and 2.39× fused on ONNX Runtime (1.59× / 1.92× on
-    OpenVINO CPU), the full models within 4 % of each other — tf2onnx leaves a `Mul` per
-    BatchNorm after a depthwise convolution and a `Pad` per `ZeroPadding2D` that fusion folds.
+    Fused, because that is the graph deployed: unfused, tf2onnx leaves a `Mul` per BatchNorm
+    after a depthwise convolution and a `Pad` per `ZeroPadding2D`. (Whether that changes the
+    speed-up is within this machine's noise: `benchmarks/fused_vs_unfused.py` on a half-MAC
+    MobileNetV2, four runs, ONNX Runtime unfused / fused 1.83/2.39, 2.62/2.13, 1.84/1.86,
+    1.97/1.76×.)
     """
     from tfm_fuse.converters.all import convert_for_timing
     from tfm_fuse.fusion import fuse
