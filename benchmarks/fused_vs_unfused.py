@@ -14,7 +14,6 @@ Run alone:  python benchmarks/fused_vs_unfused.py [mobilenet_v2 | residual_cnn] 
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -23,23 +22,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfm_fuse  # noqa: E402
+from latency_budget import mac_sweep  # noqa: E402  (beside this script)
 from tfm_fuse.app import latency as app_latency  # noqa: E402
-from tfm_fuse.pruning import allocation  # noqa: E402
-from tfm_fuse.pruning.budget import Kind  # noqa: E402
-from tfm_fuse.pruning.updater import MaskUpdater  # noqa: E402
 
 RUNTIMES = ("onnxruntime", "openvino_cpu", "litert_int8")
-
-
-def half_macs(base: keras.Model) -> keras.Model:
-    """`base` stripped to half its MACs (global L2 ranking, `align=8`)."""
-    wrapped = tfm_fuse.wrap(base)
-    updater = MaskUpdater(wrapped, align=8)
-    scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
-    updater._write(updater._allocate(scores, updater.rate_for(scores, 0.5, Kind.MACS)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "FuPruner never ran": masks written directly
-        return tfm_fuse.strip(wrapped)
 
 
 def main() -> None:
@@ -51,7 +37,7 @@ def main() -> None:
     x = np.random.default_rng(0).uniform(size=(64,) + tuple(base.inputs[0].shape[1:]))
     x = x.astype("float32")
     tfm_fuse.app.models.reestimate_batchnorm(base, x)
-    full, thin = tfm_fuse.strip(tfm_fuse.wrap(base)), half_macs(base)
+    full, thin = tfm_fuse.strip(tfm_fuse.wrap(base)), mac_sweep(base, (0.5,))[0.5]
     print(f"{name}: MAC ratio {tfm_fuse.profile(full).macs / tfm_fuse.profile(thin).macs:.2f}")
     models = {"full": full, "thin": thin, "full fused": tfm_fuse.fuse(full),
               "thin fused": tfm_fuse.fuse(thin)}

@@ -187,12 +187,13 @@ def ensure_venv(venv: Path = VENV_DIR, release: Release = OV2022) -> Path:
     return python
 
 
-def _last_lines(text: str, n: int = 3) -> str:
-    """The tool's last `n` lines that say ERROR, else its last `n` lines: never an empty
-    reason (a crash before the tool's own logging prints only a traceback)."""
+def _last_lines(text: str, n: int = 3, prefer: str | None = "ERROR") -> str:
+    """The tool's last `n` lines that say `prefer`, else its last `n` non-empty lines: never an
+    empty reason where the tool printed anything (a crash before the tool's own logging prints
+    only a traceback)."""
     lines = [l for l in text.splitlines() if l.strip()]
-    errors = [l for l in lines if "ERROR" in l]
-    return " ".join((errors or lines)[-n:])[-600:]
+    preferred = [l for l in lines if prefer and prefer in l]
+    return " ".join((preferred or lines)[-n:])[-600:]
 
 
 def _run_script(python: Path, script_text: str, xml, x, output_names=None) -> LegacyResult:
@@ -210,8 +211,7 @@ def _run_script(python: Path, script_text: str, xml, x, output_names=None) -> Le
                                str(Path(tmp) / "y.npz")], capture_output=True, text=True,
                               timeout=600, env=_clean_env())
         if proc.returncode != 0:
-            lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-            return LegacyResult(ok=False, error=" ".join(lines[-3:])[-600:] or
+            return LegacyResult(ok=False, error=_last_lines(proc.stderr, prefer=None) or
                                 f"exit {proc.returncode}, no output")
         data = dict(np.load(Path(tmp) / "y.npz"))
     found = {k[2:]: v for k, v in data.items() if k.startswith("y_")}
