@@ -158,11 +158,12 @@ def reachable(base, runtime: str) -> float:
     return 1.0 - updater.time_masks(masks) / full
 
 
-def masked_copy(trained, runtime: str, budget: float, method: str):
-    """A wrapped copy of `trained` with the masks `method` allocates for the budget."""
+def masked_copy(trained, runtime: str, budget: float, method: str, **options):
+    """A wrapped copy of `trained` with the masks `method` allocates for the budget (`options`:
+    more `MaskUpdater` arguments)."""
     wrapped = tfm_fuse.wrap(trained)
     updater = MaskUpdater(wrapped, runtime=runtime, align=UNIFORM_ALIGN if method == "mac-uniform"
-                          else None)
+                          else None, **options)
     lat = updater.latency_model()
     scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
     if method == "latency-aware":

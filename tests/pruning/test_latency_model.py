@@ -97,6 +97,44 @@ def test_allocation_never_spends_importance_where_nothing_is_saved():
     assert masks[0][-8:].sum() == 8        # the highest-scored kept
 
 
+class _Weighted:
+    """A cost of `price[g]` per kept channel of group g."""
+
+    def __init__(self, channels, price):
+        self.channels, self.price = channels, price
+
+    def partial(self, keep, gid):
+        return self.price[gid] * float(keep[self.channels[gid]].sum())
+
+    def predict(self, keep):
+        return sum(self.partial(keep, g) for g in self.channels)
+
+    def neighbours(self, gid):
+        return []
+
+
+def test_cost_exponent_trades_importance_against_cost_saved():
+    channels = {0: np.arange(0, 16), 1: np.arange(16, 32)}
+    # group 0: cheap channels, some clearly unimportant; group 1: ten times dearer, all alike
+    scores = {0: np.linspace(0.2, 1.8, 16), 1: np.linspace(0.95, 1.05, 16)}
+    cost = _Weighted(channels, {0: 1.0, 1: 10.0})
+    target = cost.predict(np.ones(32, bool)) - 40.0  # drop 4 dear channels, or 40 cheap ones
+    knapsack = allocation.allocate_to_cost(scores, channels, cost, target, n_ids=32, align=4,
+                                           cost_exponent=1.0)
+    by_score = allocation.allocate_to_cost(scores, channels, cost, target, n_ids=32, align=4,
+                                           cost_exponent=0.0)
+    assert knapsack[0].sum() == 16 and knapsack[1].sum() == 12   # most ms per score: group 1
+    assert by_score[0][:4].sum() == 0                            # least important first: group 0
+    assert cost.predict(allocation_keep(by_score, channels)) <= target
+
+
+def allocation_keep(masks, channels):
+    keep = np.ones(32, bool)
+    for g, mask in masks.items():
+        keep[channels[g][mask == 0]] = False
+    return keep
+
+
 def test_int8_parameter_bytes_match_the_full_integer_tflite(tmp_path):
     from tfm_fuse.converters import edgetpu
 

@@ -114,15 +114,22 @@ def sharing_groups(parts: dict[int, list[int]]) -> dict[int, list[int]]:
 
 def allocate_to_cost(scores: dict[int, np.ndarray], channels: dict[int, np.ndarray], cost,
                      target: float, *, n_ids: int, align: int | None = None,
-                     max_group_rate: float = 0.9) -> dict[int, np.ndarray]:
+                     max_group_rate: float = 0.9, cost_exponent: float = 1.0
+                     ) -> dict[int, np.ndarray]:
     """Keep-masks that bring `cost.predict(keep)` to `target` at the least loss of score.
 
     A greedy knapsack (NetAdapt, Yang et al. 2018; HALP, Shen et al. 2022): from the full model,
     repeatedly drop the chunk of a group's lowest-scored channels (`align` of them, else about
-    1/64 of the group) whose scores, normalised by the group's mean, are smallest per unit of
-    cost they save, until the prediction reaches `target`. A chunk that saves nothing (a
-    runtime that runs 8 and 64 channels equally fast) is never taken, so the pruned channels go
-    where the cost actually falls.
+    1/64 of the group) with the smallest offer, until the prediction reaches `target`. The
+    offer is the chunk's score (normalised by its group's mean) per channel, divided by the
+    cost it saves per channel to the power `cost_exponent`: 1 is score lost per unit of cost
+    saved (the knapsack's ratio), 0 ranks by score alone and lets the cost decide only where
+    nothing is saved and when to stop. A chunk that saves nothing (a runtime that runs 8 and 64
+    channels equally fast) is never taken, so the pruned channels go where the cost falls.
+
+    Example (a group whose channels cost nothing is left whole):
+        >>> masks = allocate_to_cost(scores, channels, LatencyCost(table, graph), 0.5 * full_ms,
+        ...                          n_ids=n, align=8, cost_exponent=0.0)
 
     Args:
         scores: `{group id: channel scores}` of the groups that may be pruned.
@@ -132,6 +139,7 @@ def allocate_to_cost(scores: dict[int, np.ndarray], channels: dict[int, np.ndarr
             part changes with `gid`'s): `latency.LatencyCost`, `cost.MetricCost`.
         target: the cost to reach (same unit as `predict`).
         n_ids: length of the keep-vector over channel ids.
+        cost_exponent: how much the cost saved weighs against the score lost (0 to 1).
     """
     keep = np.ones(n_ids, dtype=bool)
     order = {g: np.argsort(s, kind="stable") for g, s in scores.items()}  # lowest first
@@ -154,8 +162,10 @@ def allocate_to_cost(scores: dict[int, np.ndarray], channels: dict[int, np.ndarr
         keep[channels[g][drop]] = False
         saved = before - cost.partial(keep, g)
         keep[channels[g][drop]] = True
-        lost = float(norm[g][drop].sum())
-        return (lost / saved if saved > 1e-12 else np.inf), saved
+        if saved <= 1e-12:
+            return np.inf, 0.0
+        n = len(drop)
+        return float(norm[g][drop].sum()) / n / (saved / n) ** cost_exponent, saved
 
     total = cost.predict(keep)
     offers = {g: offer(g) for g in scores}

@@ -44,6 +44,10 @@ DEFAULT_CRITERION = "l2"
 DEFAULT_SCOPE = "global"
 # the widths a latency model is calibrated at: the whole model, and half its channels per layer
 CALIBRATION_RATES = (0.0, 0.5)
+# how much a latency budget's allocation weighs the milliseconds a chunk saves against the score
+# it loses (`allocation.allocate_to_cost`); chosen on a validation split, not on the test
+# digits: benchmarks/latency_allocation_choice.py. The int8-bytes budget keeps the knapsack's 1.
+LATENCY_COST_EXPONENT = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,14 +115,18 @@ class MaskUpdater:
         allow_unknown: analyse layers of unknown type as pinned. Defaults to `False`.
         input_shape: count costs at this input size (models of unknown spatial size).
         runtime: the runtime a `latency` budget is measured on (`latency_model.RUNTIMES`).
+        cost_exponent: for a `latency` budget, how much the milliseconds saved weigh against
+            the score lost (`allocation.allocate_to_cost`). Defaults to `LATENCY_COST_EXPONENT`.
     """
 
     def __init__(self, model: keras.Model, *, criterion: str = DEFAULT_CRITERION,
                  scope: str = DEFAULT_SCOPE,
                  align: int | None = None, max_group_rate: float = 0.9, zero_masked: bool = True,
-                 allow_unknown: bool = False, input_shape=None, runtime: str | None = None):
+                 allow_unknown: bool = False, input_shape=None, runtime: str | None = None,
+                 cost_exponent: float = LATENCY_COST_EXPONENT):
         self.model = model
         self.runtime = runtime
+        self.cost_exponent = cost_exponent
         self._latency = None  # built by the first latency budget (`latency_model`)
         self._warned: set = set()
         self.criterion_name = criterion
@@ -180,7 +188,8 @@ class MaskUpdater:
         masks = allocation.allocate_to_cost(
             wanted, {g: self.graph.groups[g].channels for g in wanted}, cost,
             (1.0 - target) * full, n_ids=self.cost.n_ids, align=align,
-            max_group_rate=self.max_group_rate)
+            max_group_rate=self.max_group_rate,
+            cost_exponent=self.cost_exponent if kind is Kind.LATENCY else 1.0)
         masks = {g: masks.get(g, np.ones(len(s), "float32")) for g, s in scores.items()}
         reached = 1.0 - cost.predict(self._keep(masks)) / max(full, 1e-12)
         if reached < target - 0.02 and (kind, round(target, 2)) not in self._warned:
