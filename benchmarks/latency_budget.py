@@ -5,10 +5,13 @@ fraction of the full model's latency to remove; 0.5 = twice as fast). First the 
 is measured (latency-aware masks with every group at `max_group_rate`): where it removes less
 than the budget + 5 points, the budget becomes 60 % of that limit (the table says so). Then:
 
-- latency-aware   `MaskUpdater.meet_latency`: channels allocated by importance lost per
-                  millisecond saved in the measured per-layer table (`tfm_fuse.pruning.latency_model`),
-                  closed on the measured whole model (NetAdapt-style), each candidate
-                  timed side by side with the full model in one worker process
+- latency-aware   `MaskUpdater.meet_latency`: the least important channels first, in chunks of
+                  the runtime's measured channel block, only where the measured per-layer
+                  table (`tfm_fuse.pruning.latency_model`) says fewer channels are faster, until
+                  it predicts the budget (`cost_exponent`, default 0, chosen on validation
+                  digits by `latency_allocation_choice.py`); closed on the measured whole model
+                  (NetAdapt-style), each candidate timed side by side with the full model in
+                  one worker process
 - mac-uniform     at the latency the latency-aware model measured: a MAC budget, allocated the
                   way `prune(method="fupruner", macs=...)` does (one global L2 ranking, every
                   MAC worth the same) with the hand-chosen `align=8`; the MAC fraction bisected
