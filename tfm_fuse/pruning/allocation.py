@@ -127,7 +127,7 @@ def allocate_to_cost(scores: dict[int, np.ndarray], channels: dict[int, np.ndarr
     nothing is saved and when to stop. A chunk that saves nothing (a runtime that runs 8 and 64
     channels equally fast) is never taken, so the pruned channels go where the cost falls.
 
-    Example (a group whose channels cost nothing is left whole):
+    Example (half the measured latency, importance first):
         >>> masks = allocate_to_cost(scores, channels, LatencyCost(table, graph), 0.5 * full_ms,
         ...                          n_ids=n, align=8, cost_exponent=0.0)
 
