@@ -251,23 +251,24 @@ class MaskUpdater:
                      ) -> dict[str, float]:
         """Closes the loop on a latency budget, the way NetAdapt does: allocate with the model,
         measure the stripped result, recalibrate on it and correct the target the allocation
-        aims at by the miss, at most `rounds` times, until the measured latency is within
-        `tolerance` of removing `target`. The masks measured nearest the budget are left in
-        place; returns `{"measured_ms", "full_ms", "removed"}` for them."""
+        aims at by the miss, at most `rounds` times. A budget is a ceiling (`latency=0.5`: at
+        most half the time), so the loop aims `tolerance` past it and stops once the measured
+        model removes between `target` and `target + 2 * tolerance`; the masks left in place
+        are those of `meeting_budget` among the measured ones. Returns `{"measured_ms",
+        "full_ms", "removed"}` for them."""
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
-        aim, best = target, None
+        aim, measured_candidates = target, []
         for _ in range(rounds):
             masks = self.allocate_to(scores, aim, Kind.LATENCY)
             measured = self.time_masks(masks)
             removed = 1.0 - measured / full
-            if best is None or abs(removed - target) < abs(best[2] - target):
-                best = (masks, measured, removed)
-            if abs(removed - target) <= tolerance:
+            measured_candidates.append((masks, measured, removed))
+            if target <= removed <= target + 2 * tolerance:
                 break
-            aim = float(np.clip(aim + target - removed, 0.0, 0.95))
-        masks, measured, removed = best
+            aim = float(np.clip(aim + target + tolerance - removed, 0.0, 0.95))
+        masks, measured, removed = meeting_budget(measured_candidates, target)
         self._write(masks)
         if self.zero_masked:
             for w in self.wrappers:
@@ -353,3 +354,17 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
                           allow_unknown=allow_unknown, input_shape=input_shape)
     scores = allocation.group_scores(updater.model, updater.graph, updater.criterion)
     return updater.rate_for(scores, macs_removed, Kind.MACS)
+
+
+def meeting_budget(candidates: list[tuple], target: float) -> tuple:
+    """Of `(masks, ms, removed)` candidates, the one that removes at least `target` with the
+    least removed (the most channels kept within the budget); if none does, the one nearest it.
+
+    Example:
+        >>> [c[2] for c in (meeting_budget([(None, 0, .48), (None, 0, .53), (None, 0, .51)], .5),
+        ...                 meeting_budget([(None, 0, .45), (None, 0, .48)], .5))]
+        [0.51, 0.48]
+    """
+    meeting = [c for c in candidates if c[2] >= target]
+    return min(meeting, key=lambda c: c[2]) if meeting else max(candidates, key=lambda c: c[2])
+
