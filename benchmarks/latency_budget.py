@@ -170,7 +170,10 @@ def masked_copy(trained, runtime: str, budget: float, method: str, **options):
     lat = updater.latency_model()
     scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
     if method == "latency-aware":
-        removed = updater.meet_latency(budget)["removed"]
+        result = updater.meet_latency(budget)
+        removed = result["removed"]
+        log(f"{runtime}: closed loop, [aim, measured removed] per round: "
+            + ", ".join(f"[{a:.3f}, {r:.3f}]" for a, r in result["rounds"]))
     else:
         masks, removed = mac_budget_for(updater, scores, budget)
         updater._write(masks)

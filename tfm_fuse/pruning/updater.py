@@ -255,7 +255,7 @@ class MaskUpdater:
         most half the time), so the loop aims `tolerance` past it and stops once the measured
         model removes between `target` and `target + 2 * tolerance`; the masks left in place
         are those of `meeting_budget` among the measured ones. Returns `{"measured_ms",
-        "full_ms", "removed"}` for them."""
+        "full_ms", "removed"}` for them, and `"rounds"`: `[aim, removed]` of every round."""
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
@@ -264,16 +264,17 @@ class MaskUpdater:
             masks = self.allocate_to(scores, aim, Kind.LATENCY)
             measured = self.time_masks(masks)
             removed = 1.0 - measured / full
-            measured_candidates.append((masks, measured, removed))
+            measured_candidates.append((masks, measured, removed, aim))
             if target <= removed <= target + 2 * tolerance:
                 break
             aim = float(np.clip(aim + target + tolerance - removed, 0.0, 0.95))
-        masks, measured, removed = meeting_budget(measured_candidates, target)
+        masks, measured, removed, _ = meeting_budget(measured_candidates, target)
         self._write(masks)
         if self.zero_masked:
             for w in self.wrappers:
                 w.zero_masked_weights(sides=("out",))
-        return {"measured_ms": measured, "full_ms": full, "removed": removed}
+        return {"measured_ms": measured, "full_ms": full, "removed": removed,
+                "rounds": [[c[3], c[2]] for c in measured_candidates]}
 
     def _allocate(self, scores, rate: float) -> dict[int, np.ndarray]:
         return allocation.allocate(scores, rate, scope=self.scope, align=self.align,
@@ -357,7 +358,7 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
 
 
 def meeting_budget(candidates: list[tuple], target: float) -> tuple:
-    """Of `(masks, ms, removed)` candidates, the one that removes at least `target` with the
+    """Of `(masks, ms, removed, ...)` candidates, the one that removes at least `target` with the
     least removed (the most channels kept within the budget); if none does, the one nearest it.
 
     Example:
