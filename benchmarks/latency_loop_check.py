@@ -1,12 +1,13 @@
 """Does the closed latency loop measure what the deployed artefacts measure side by side?
 
-`MaskUpdater.meet_latency(budget)` on the residual CNN (32/64/128, 64×64, untrained: latency does
-not depend on the weights), then the stripped result and the full model exported as deployed
+`MaskUpdater.meet_latency(budget)` on the residual CNN (32/64/128, 64×64) or on MobileNetV2
+(96×96, `--model mobilenet_v2`), untrained (latency does not depend on the weights), then the stripped result and the full model exported as deployed
 (`tfm_fuse.app.latency.export`) and timed side by side `--repeats` times in this process
 (`tfm_fuse.app.latency.compare`, one thread, batch 1). Prints the loop's "removed" and each
 side-by-side "removed": their gap against the spread between repeats tells bias from noise.
 
 Run alone:  python benchmarks/latency_loop_check.py [--runtime openvino_cpu] [--budget 0.5]
+              [--model residual_cnn|mobilenet_v2] [--repeats 2]
 """
 
 import argparse
@@ -29,13 +30,21 @@ def main() -> None:
     parser.add_argument("--runtime", default="openvino_cpu", choices=RUNTIMES)
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", default="residual_cnn", choices=("residual_cnn", "mobilenet_v2"))
     args = parser.parse_args()
     rt = args.runtime
-    base = tfm_fuse.app.models.residual_cnn((64, 64, 3), widths=(32, 64, 128))
+    if args.model == "mobilenet_v2":
+        import keras
+
+        base = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10)
+    else:
+        base = tfm_fuse.app.models.residual_cnn((64, 64, 3), widths=(32, 64, 128))
+    size = base.inputs[0].shape[1]
     wrapped = tfm_fuse.wrap(base)
     loop = MaskUpdater(wrapped, runtime=rt).meet_latency(args.budget)
+    print("rounds [aim, measured removed]:", [[round(a, 3), round(r, 3)] for a, r in loop["rounds"]])
     thin = tfm_fuse.strip(wrapped)
-    x = np.random.default_rng(0).normal(size=(64, 64, 64, 3)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(64, size, size, 3)).astype("float32")
     print(f"{rt}: loop removed {loop['removed']:.1%} ({loop['measured_ms']:.2f} ms of "
           f"{loop['full_ms']:.2f}); MACs kept "
           f"{tfm_fuse.profile(thin).macs / tfm_fuse.profile(base).macs:.1%}")

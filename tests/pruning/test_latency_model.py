@@ -19,7 +19,7 @@ from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation
 from tfm_fuse.pruning import latency_model as latency
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
-from tfm_fuse.pruning.updater import MaskUpdater, read_options, meeting_budget
+from tfm_fuse.pruning.updater import MaskUpdater, meeting_budget, next_aim, read_options
 from tests.models import conv_bn_act, residual
 
 
@@ -266,3 +266,13 @@ def test_a_latency_budget_is_a_ceiling():
     measured = [("a", 1.0, 0.48), ("b", 1.0, 0.56), ("c", 1.0, 0.51)]
     assert meeting_budget(measured, 0.5)[0] == "c"
     assert meeting_budget(measured[:1] + [("d", 1.0, 0.45)], 0.5)[0] == "a"
+
+
+def test_the_latency_loop_interpolates_once_the_budget_is_bracketed():
+    """Measured rounds on MobileNetV2 / LiteRT int8: aim 0.3 removed 25.6 %, aim 0.364 removed
+    40.6 % (budget 30 %). Moving the last aim by the last miss went back to 0.278, below an aim
+    that had already removed too little; the next aim must lie between the two."""
+    rounds = [(0.3, 0.256), (0.364, 0.406)]
+    assert 0.3 < next_aim(rounds, 0.3, 0.02) < 0.364
+    assert next_aim(rounds[:1], 0.3, 0.02) == pytest.approx(0.364)  # one side only: the miss
+    assert 0.3 < next_aim([(0.3, 0.256), (0.364, 0.406), (0.33, 0.25)], 0.3, 0.02) < 0.364

@@ -251,7 +251,7 @@ class MaskUpdater:
                      ) -> dict[str, float]:
         """Closes the loop on a latency budget, the way NetAdapt does: allocate with the model,
         measure the stripped result, recalibrate on it and correct the target the allocation
-        aims at by the miss, at most `rounds` times. A budget is a ceiling (`latency=0.5`: at
+        aims at (`next_aim`), at most `rounds` times. A budget is a ceiling (`latency=0.5`: at
         most half the time), so the loop aims `tolerance` past it and stops once the measured
         model removes between `target` and `target + 2 * tolerance`; the masks left in place
         are those of `meeting_budget` among the measured ones. Returns `{"measured_ms",
@@ -267,7 +267,7 @@ class MaskUpdater:
             measured_candidates.append((masks, measured, removed, aim))
             if target <= removed <= target + 2 * tolerance:
                 break
-            aim = float(np.clip(aim + target + tolerance - removed, 0.0, 0.95))
+            aim = next_aim([(c[3], c[2]) for c in measured_candidates], target, tolerance)
         masks, measured, removed, _ = meeting_budget(measured_candidates, target)
         self._write(masks)
         if self.zero_masked:
@@ -368,4 +368,28 @@ def meeting_budget(candidates: list[tuple], target: float) -> tuple:
     """
     meeting = [c for c in candidates if c[2] >= target]
     return min(meeting, key=lambda c: c[2]) if meeting else max(candidates, key=lambda c: c[2])
+
+
+def next_aim(rounds: list[tuple[float, float]], target: float, tolerance: float) -> float:
+    """The allocation target for the next round of the latency loop, from `(aim, measured
+    removed)` of the rounds so far, aiming at `target + tolerance`. Once rounds fell on both
+    sides of the band, interpolate between the nearest two (regula falsi); before that, move
+    the last aim by the last miss. Measured on MobileNetV2 with LiteRT int8 (an AMX Xeon), the
+    measured fraction moved 2.3× as fast as the aim, and moving by the miss alone went from
+    0.364 (40.6 % removed) back to 0.278, below the 0.3 that had already removed too little.
+
+    Example:
+        >>> round(next_aim([(0.3, 0.256), (0.364, 0.406)], 0.3, 0.02), 3)
+        0.327
+    """
+    centre = target + tolerance
+    below = [r for r in rounds if r[1] < target]
+    above = [r for r in rounds if r[1] > target + 2 * tolerance]
+    aim, removed = rounds[-1]
+    if below and above:
+        low, high = max(below, key=lambda r: r[1]), min(above, key=lambda r: r[1])
+        if high[0] > low[0]:
+            return float(low[0] + (centre - low[1]) * (high[0] - low[0]) / (high[1] - low[1]))
+        return float((low[0] + high[0]) / 2)  # noise made it non-monotonic: bisect the aims
+    return float(np.clip(aim + centre - removed, 0.0, 0.95))
 
