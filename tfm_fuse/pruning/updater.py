@@ -247,15 +247,17 @@ class MaskUpdater:
         finally:
             self._write(saved)
 
-    def meet_latency(self, target: float, *, tolerance: float = 0.02, rounds: int = 4
+    def meet_latency(self, target: float, *, tolerance: float = 0.02, rounds: int = 6
                      ) -> dict[str, float]:
         """Closes the loop on a latency budget, the way NetAdapt does: allocate with the model,
         measure the stripped result, recalibrate on it and correct the target the allocation
-        aims at (`next_aim`), at most `rounds` times. A budget is a ceiling (`latency=0.5`: at
-        most half the time), so the loop aims `tolerance` past it and stops once the measured
-        model removes between `target` and `target + 2 * tolerance`; the masks left in place
-        are those of `meeting_budget` among the measured ones. Returns `{"measured_ms",
-        "full_ms", "removed"}` for them, and `"rounds"`: `[aim, removed]` of every round."""
+        aims at (`next_aim`), at most `rounds` times (ResNet50 at 32×32 on LiteRT int8 went
+        29 / 78 / 41 / 61 % removed in four rounds for a 50 % budget). A budget is a ceiling
+        (`latency=0.5`: at most half the time), so the loop aims `tolerance` past it and stops
+        once the measured model removes between `target` and `target + 2 * tolerance`; the
+        masks left in place are those of `meeting_budget` among the measured ones. Returns
+        `{"measured_ms", "full_ms", "removed"}` for them, and `"rounds"`: `[aim, removed]` of
+        every round."""
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
