@@ -19,7 +19,8 @@ from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation
 from tfm_fuse.pruning import latency_model as latency
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
-from tfm_fuse.pruning.updater import MaskUpdater, meeting_budget, next_aim, read_options
+from tfm_fuse.pruning.updater import (LatencyRound, MaskUpdater, meeting_budget, next_aim,
+                                      read_options)
 from tests.models import conv_bn_act, residual
 
 
@@ -263,16 +264,17 @@ def test_a_latency_budget_is_a_ceiling():
     """The loop keeps the measured masks that remove at least the budget, the fewest channels
     among them; when none does, the nearest (a 48 % model is not returned for a 50 % budget
     while a 51 % one was measured)."""
-    measured = [("a", 1.0, 0.48), ("b", 1.0, 0.56), ("c", 1.0, 0.51)]
-    assert meeting_budget(measured, 0.5)[0] == "c"
-    assert meeting_budget(measured[:1] + [("d", 1.0, 0.45)], 0.5)[0] == "a"
+    measured = [LatencyRound(aim, removed) for aim, removed in ((0.1, 0.48), (0.2, 0.56),
+                                                                 (0.3, 0.51))]
+    assert meeting_budget(measured, 0.5).aim == 0.3
+    assert meeting_budget(measured[:1] + [LatencyRound(0.4, 0.45)], 0.5).aim == 0.1
 
 
 def test_the_latency_loop_interpolates_once_the_budget_is_bracketed():
     """Measured rounds on MobileNetV2 / LiteRT int8: aim 0.3 removed 25.6 %, aim 0.364 removed
     40.6 % (budget 30 %). Moving the last aim by the last miss went back to 0.278, below an aim
     that had already removed too little; the next aim must lie between the two."""
-    rounds = [(0.3, 0.256), (0.364, 0.406)]
+    rounds = [LatencyRound(0.3, 0.256), LatencyRound(0.364, 0.406)]
     assert 0.3 < next_aim(rounds, 0.3, 0.02) < 0.364
     assert next_aim(rounds[:1], 0.3, 0.02) == pytest.approx(0.364)  # one side only: the miss
-    assert 0.3 < next_aim([(0.3, 0.256), (0.364, 0.406), (0.33, 0.25)], 0.3, 0.02) < 0.364
+    assert 0.3 < next_aim(rounds + [LatencyRound(0.33, 0.25)], 0.3, 0.02) < 0.364

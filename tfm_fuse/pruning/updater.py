@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -261,22 +262,21 @@ class MaskUpdater:
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
-        aim, measured_candidates = target, []
+        aim, measured_rounds = target, []
         for _ in range(rounds):
             masks = self.allocate_to(scores, aim, Kind.LATENCY)
             measured = self.time_masks(masks)
-            removed = 1.0 - measured / full
-            measured_candidates.append((masks, measured, removed, aim))
-            if target <= removed <= target + 2 * tolerance:
+            measured_rounds.append(LatencyRound(aim, 1.0 - measured / full, measured, masks))
+            if target <= measured_rounds[-1].removed <= target + 2 * tolerance:
                 break
-            aim = next_aim([(c[3], c[2]) for c in measured_candidates], target, tolerance)
-        masks, measured, removed, _ = meeting_budget(measured_candidates, target)
-        self._write(masks)
+            aim = next_aim(measured_rounds, target, tolerance)
+        kept = meeting_budget(measured_rounds, target)
+        self._write(kept.masks)
         if self.zero_masked:
             for w in self.wrappers:
                 w.zero_masked_weights(sides=("out",))
-        return {"measured_ms": measured, "full_ms": full, "removed": removed,
-                "rounds": [[c[3], c[2]] for c in measured_candidates]}
+        return {"measured_ms": kept.ms, "full_ms": full, "removed": kept.removed,
+                "rounds": [[r.aim, r.removed] for r in measured_rounds]}
 
     def _allocate(self, scores, rate: float) -> dict[int, np.ndarray]:
         return allocation.allocate(scores, rate, scope=self.scope, align=self.align,
@@ -359,39 +359,50 @@ def rate_for_macs(model: keras.Model, macs_removed: float, *, align: int | None 
     return updater.rate_for(scores, macs_removed, Kind.MACS)
 
 
-def meeting_budget(candidates: list[tuple], target: float) -> tuple:
-    """Of `(masks, ms, removed, ...)` candidates, the one that removes at least `target` with the
-    least removed (the most channels kept within the budget); if none does, the one nearest it.
+class LatencyRound(NamedTuple):
+    """One round of `MaskUpdater.meet_latency`: the allocation's target, the measured fraction
+    of latency removed, the measured ms and the masks."""
+    aim: float
+    removed: float
+    ms: float | None = None
+    masks: dict | None = None
+
+
+def meeting_budget(rounds: list[LatencyRound], target: float) -> LatencyRound:
+    """Of the measured rounds, the one that removes at least `target` with the least removed
+    (the most channels kept within the budget); if none does, the one nearest it.
 
     Example:
-        >>> [c[2] for c in (meeting_budget([(None, 0, .48), (None, 0, .53), (None, 0, .51)], .5),
-        ...                 meeting_budget([(None, 0, .45), (None, 0, .48)], .5))]
+        >>> [meeting_budget([LatencyRound(.5, r) for r in removed], .5).removed
+        ...  for removed in ((.48, .53, .51), (.45, .48))]
         [0.51, 0.48]
     """
-    meeting = [c for c in candidates if c[2] >= target]
-    return min(meeting, key=lambda c: c[2]) if meeting else max(candidates, key=lambda c: c[2])
+    meeting = [r for r in rounds if r.removed >= target]
+    return min(meeting, key=lambda r: r.removed) if meeting else \
+        max(rounds, key=lambda r: r.removed)
 
 
-def next_aim(rounds: list[tuple[float, float]], target: float, tolerance: float) -> float:
-    """The allocation target for the next round of the latency loop, from `(aim, measured
-    removed)` of the rounds so far, aiming at `target + tolerance`. Once rounds fell on both
+def next_aim(rounds: list[LatencyRound], target: float, tolerance: float) -> float:
+    """The allocation target for the next round of the latency loop, from the rounds so far,
+    aiming at `target + tolerance`. Once rounds fell on both
     sides of the band, interpolate between the nearest two (regula falsi); before that, move
     the last aim by the last miss. Measured on MobileNetV2 with LiteRT int8 (an AMX Xeon), the
     measured fraction moved 2.3× as fast as the aim, and moving by the miss alone went from
     0.364 (40.6 % removed) back to 0.278, below the 0.3 that had already removed too little.
 
     Example:
-        >>> round(next_aim([(0.3, 0.256), (0.364, 0.406)], 0.3, 0.02), 3)
+        >>> round(next_aim([LatencyRound(0.3, 0.256), LatencyRound(0.364, 0.406)], 0.3, 0.02), 3)
         0.327
     """
     centre = target + tolerance
-    below = [r for r in rounds if r[1] < target]
-    above = [r for r in rounds if r[1] > target + 2 * tolerance]
-    aim, removed = rounds[-1]
+    below = [r for r in rounds if r.removed < target]
+    above = [r for r in rounds if r.removed > target + 2 * tolerance]
     if below and above:
-        low, high = max(below, key=lambda r: r[1]), min(above, key=lambda r: r[1])
-        if high[0] > low[0]:
-            return float(low[0] + (centre - low[1]) * (high[0] - low[0]) / (high[1] - low[1]))
-        return float((low[0] + high[0]) / 2)  # noise made it non-monotonic: bisect the aims
-    return float(np.clip(aim + centre - removed, 0.0, 0.95))
+        low = max(below, key=lambda r: r.removed)
+        high = min(above, key=lambda r: r.removed)
+        if high.aim > low.aim:
+            return float(low.aim + (centre - low.removed) * (high.aim - low.aim)
+                         / (high.removed - low.removed))
+        return float((low.aim + high.aim) / 2)  # noise made it non-monotonic: bisect the aims
+    return float(np.clip(rounds[-1].aim + centre - rounds[-1].removed, 0.0, 0.95))
 
