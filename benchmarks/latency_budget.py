@@ -22,9 +22,13 @@ than the budget + 5 points, the budget becomes 60 % of that limit (the table say
 
 Training, the same for all on the shipped digits (28×28 MNIST resized to the model's input,
 grey copied to 3 channels): the base model trains `--epochs` epochs; each pruned model is
-allocated from the trained weights, stripped and fine-tuned `--epochs` more; the hand-thinned
-twin trains `2 × --epochs` from scratch. Accuracy: inference mode on `--n-test` held-out digits
-that no decision saw (allocation uses weights only; no option is chosen on them).
+allocated from the trained weights, stripped and fine-tuned `--epochs` more, once per `--seeds`
+from the same start; the hand-thinned twin trains `2 × --epochs` from scratch, once per seed.
+Accuracy: inference mode on `--n-test` held-out digits that no decision saw (allocation uses
+weights only; no option is chosen on them), the mean over seeds, and for the pruned models also
+before fine-tuning (BatchNorm statistics re-estimated on training inputs): that figure has no
+training noise and shows what the allocation alone costs. Latency-aware minus MAC-uniform is
+also given per seed (paired: one seed orders the same batches for both).
 
 Speed: every artefact converted by `tfm_fuse.converters` (what would be deployed) and timed side
 by side in one run (`tfm_fuse.app.latency.compare`, one thread, batch 1, interleaved rounds).
@@ -42,6 +46,7 @@ Run alone: the timings are only meaningful on an otherwise idle machine.
 
 Run:  python benchmarks/latency_budget.py [--models residual_cnn mobilenet_v2 resnet50]
         [--runtimes litert_int8 openvino_cpu onnxruntime] [--budget 0.5] [--epochs 2]
+        [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -206,14 +211,28 @@ def fixed_fraction(points: list[tuple[float, float]]) -> dict:
             "fit_points": [[float(k), float(m)] for k, m in points]}
 
 
-def thinned_twin(masks_model):
+def thinned_twin(masks_model, seed: int = 0):
     """The architecture with the channel counts of `masks_model`'s strip, freshly initialised
-    (`clone_model` builds new layers from the configs: new initial weights)."""
-    return keras.models.clone_model(tfm_fuse.strip(masks_model))
+    (`clone_model` builds new layers from the configs: new initial weights, drawn from `seed`)."""
+    thin = tfm_fuse.strip(masks_model)
+    keras.utils.set_random_seed(seed)
+    return keras.models.clone_model(thin)
+
+
+def fine_tune(thin, data, epochs: int, seeds, test) -> tuple[list[float], keras.Model]:
+    """Test accuracy of `thin` fine-tuned `epochs` from its current weights once per seed
+    (the same start each time: only the batches' order and dropout differ), and the last
+    fine-tuned model (for timing: its weights do not change its speed)."""
+    start = thin.get_weights()
+    accs = []
+    for seed in seeds:
+        thin.set_weights(start)
+        accs.append(accuracy(train(thin, data, epochs, seed=seed), test))
+    return accs, thin
 
 
 def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_test: int,
-              runs: int) -> list[dict]:
+              runs: int, seeds=(0,)) -> list[dict]:
     build, size = MODELS[name]
     shape = (size, size, 3)
     train_data, test = digits(size, n_train, n_test)
@@ -242,29 +261,33 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
                 if method == "latency-aware":
                     target = removed
                 thin = tfm_fuse.strip(wrapped)
-                tuned = train(thin, train_data, epochs)
-                acc = accuracy(tuned, test)
+                untuned = accuracy(tfm_fuse.app.models.reestimate_batchnorm(
+                    thin, train_data[0][:2048]), test)
+                accs, tuned = fine_tune(thin, train_data, epochs, seeds, test)
                 key = f"{runtime}/{method}"
                 cases[key] = app_latency.export(tfm_fuse.fuse(tuned), Path(tmp) / key.replace("/", "_"),
                                                 train_data[0][:64], runtimes=(runtime,))
-                rows.append({"model": name, "runtime": runtime, "method": method,
-                             "accuracy": acc, "macs": tfm_fuse.profile(tuned).macs,
-                             "params": tuned.count_params(), "block": block,
-                             "allocation_removed": removed, "reachable": reach,
-                             "budget": budget if reach >= budget + 0.05 else round(0.6 * reach, 2)})
+                common = {"model": name, "runtime": runtime, "block": block,
+                          "allocation_removed": removed, "reachable": reach,
+                          "budget": budget if reach >= budget + 0.05 else round(0.6 * reach, 2)}
+                rows.append({**common, "method": method, "accuracy": float(np.mean(accs)),
+                             "accuracy_per_seed": accs, "accuracy_before_fine_tuning": untuned,
+                             "macs": tfm_fuse.profile(tuned).macs, "params": tuned.count_params()})
+                log(f"{name} / {runtime}: {method} accuracy {untuned:.3f} before fine-tuning, "
+                    f"{np.mean(accs):.3f} after ({', '.join(f'{a:.3f}' for a in accs)}); "
+                    f"allocation measured {removed:.1%} of latency removed")
                 if method == "mac-uniform":
-                    twin = train(thinned_twin(wrapped), train_data, 2 * epochs)  # same steps
+                    twins = [train(thinned_twin(wrapped, seed), train_data, 2 * epochs, seed=seed)
+                             for seed in seeds]  # the same steps as base + fine-tuning
                     key = f"{runtime}/hand-thinned"
-                    cases[key] = app_latency.export(tfm_fuse.fuse(twin), Path(tmp) / key.replace("/", "_"),
+                    cases[key] = app_latency.export(tfm_fuse.fuse(twins[0]),
+                                                    Path(tmp) / key.replace("/", "_"),
                                                     train_data[0][:64], runtimes=(runtime,))
-                    rows.append({"model": name, "runtime": runtime, "method": "hand-thinned",
-                                 "accuracy": accuracy(twin, test),
-                                 "macs": tfm_fuse.profile(twin).macs,
-                                 "params": twin.count_params(), "block": block,
-                                 "allocation_removed": removed, "reachable": reach,
-                                 "budget": rows[-1]["budget"]})
-                log(f"{name} / {runtime}: {method} accuracy {acc:.3f}, allocation measured "
-                    f"{removed:.1%} of latency removed")
+                    accs = [accuracy(twin, test) for twin in twins]
+                    rows.append({**common, "method": "hand-thinned", "accuracy": float(np.mean(accs)),
+                                 "accuracy_per_seed": accs, "accuracy_before_fine_tuning": None,
+                                 "macs": tfm_fuse.profile(twins[0]).macs,
+                                 "params": twins[0].count_params()})
         log(f"{name}: timing {len(cases)} artefact sets side by side")
         table = app_latency.compare(cases, runs=runs, rounds=5)
     fixed = {runtime: fixed_fraction([(1.0, table["full"][runtime])] + [
@@ -285,15 +308,31 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
 
 
 def markdown(rows) -> str:
-    lines = ["| model | runtime | method | budget (limit) | accuracy (base) | MACs kept | latency "
-             "removed | speed-up | speed-up ÷ MAC ratio | block | fixed share (ratio bound at 2×) |",
-             "|" + "---|" * 11]
+    lines = ["| model | runtime | method | budget (limit) | accuracy: mean (min…max) over seeds "
+             "| before fine-tuning | base | MACs kept | latency removed | speed-up | speed-up ÷ MAC "
+             "ratio | block | fixed share (ratio bound at 2×) |",
+             "|" + "---|" * 13]
     for r in rows:
+        accs = r.get("accuracy_per_seed", [r["accuracy"]])
+        before = r.get("accuracy_before_fine_tuning")
         lines.append(f"| {r['model']} | {r['runtime']} | {r['method']} | {r['budget']:.0%} "
-                     f"({r['reachable']:.0%}) | {r['accuracy']:.3f} ({r['base_accuracy']:.3f}) | "
+                     f"({r['reachable']:.0%}) | {r['accuracy']:.3f} ({min(accs):.3f}…{max(accs):.3f})"
+                     f" | {'' if before is None else f'{before:.3f}'} | {r['base_accuracy']:.3f} | "
                      f"{r['macs'] / r['base_macs']:.1%} | {r['latency_removed']:.1%} | "
                      f"{r['speedup']:.2f}× | {r['speedup_per_mac_ratio']:.2f} | {r['block']} | "
                      f"{r['fixed_fraction']:.0%} ({r['ratio_bound_at_2x']:.2f}) |")
+    lines += ["", "Latency-aware minus MAC-uniform, paired by fine-tuning seed (the same seed "
+              "orders the same batches for both):", ""]
+    for key in dict.fromkeys((r["model"], r["runtime"]) for r in rows):
+        by = {r["method"]: r for r in rows if (r["model"], r["runtime"]) == key}
+        if "latency-aware" in by and "mac-uniform" in by:
+            d = np.subtract(by["latency-aware"]["accuracy_per_seed"],
+                            by["mac-uniform"]["accuracy_per_seed"])
+            lines.append(f"- {key[0]} / {key[1]}: {np.mean(d) * 100:+.1f} points after fine-"
+                         f"tuning (per seed {', '.join(f'{x * 100:+.1f}' for x in d)}); "
+                         f"{(by['latency-aware']['accuracy_before_fine_tuning'] - by['mac-uniform']['accuracy_before_fine_tuning']) * 100:+.1f} before; "
+                         f"latency removed {by['latency-aware']['latency_removed']:.1%} vs "
+                         f"{by['mac-uniform']['latency_removed']:.1%} side by side")
     return "\n".join(lines)
 
 
@@ -307,16 +346,18 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=6000)
     parser.add_argument("--n-test", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="fine-tuning (and twin) seeds; accuracy is their mean")
     parser.add_argument("--out", default=str(HERE / "latency_budget"))
     args = parser.parse_args()
     rows = []
     for name in args.models:
         rows += run_model(name, args.runtimes, args.budget, args.epochs, args.n_train,
-                          args.n_test, args.runs)
+                          args.n_test, args.runs, tuple(args.seeds))
         text = markdown(rows)
         print(text, flush=True)
         Path(args.out + ".json").write_text(json.dumps(
-            {"budget": args.budget, "epochs": args.epochs, "rows": rows}, indent=1))
+            {"budget": args.budget, "epochs": args.epochs, "seeds": args.seeds, "rows": rows}, indent=1))
         Path(args.out + ".md").write_text(text + "\n")
 
 
