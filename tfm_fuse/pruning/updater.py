@@ -386,9 +386,10 @@ def next_aim(rounds: list[LatencyRound], target: float, tolerance: float) -> flo
     """The allocation target for the next round of the latency loop, from the rounds so far,
     aiming at `target + tolerance`. Once rounds fell on both sides of the band, interpolate
     between the tightest two (regula falsi), or bisect their aims when the last two rounds fell
-    on the same side (Illinois-style: regula falsi alone can repeat itself); before that, move
-    the last aim by the last miss. Measured on MobileNetV2 with LiteRT int8 (an AMX Xeon), the
-    measured fraction moved 2.3× as fast as the aim, and moving by the miss alone went from
+    on the same side or noise made them non-monotonic (regula falsi alone can keep one end
+    fixed and repeat itself); before that, move the last aim by the last miss. Measured on
+    MobileNetV2 with LiteRT int8 (an AMX Xeon), the measured fraction moved 2.3× as fast as the
+    aim, and moving by the miss alone went from
     0.364 (40.6 % removed) back to 0.278, below the 0.3 that had already removed too little.
     On the residual CNN with OpenVINO CPU, aims 0.708 and 0.672 gave the same masks (56.4 %)
     and interpolating from the first of them gave 0.672 four times over.
