@@ -2,8 +2,9 @@
 
 `MaskUpdater.meet_latency(budget)` on the residual CNN (32/64/128, 64×64) or on MobileNetV2
 (96×96, `--model mobilenet_v2`), untrained (latency does not depend on the weights), then the
-stripped result and the full model exported as deployed (`tfm_fuse.app.latency.export`) and timed side by side `--repeats` times in this process
-(`tfm_fuse.app.latency.compare`, one thread, batch 1). Prints the loop's "removed" and each
+stripped result and the full model exported as deployed (`tfm_fuse.app.latency.export`) and
+timed side by side `--repeats` times in this process (`tfm_fuse.app.latency.compare`, one
+thread, batch 1). Prints the loop's "removed" and each
 side-by-side "removed": their gap against the spread between repeats tells bias from noise.
 
 Run alone:  python benchmarks/latency_loop_check.py [--runtime openvino_cpu] [--budget 0.5]

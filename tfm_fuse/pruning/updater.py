@@ -267,7 +267,7 @@ class MaskUpdater:
             masks = self.allocate_to(scores, aim, Kind.LATENCY)
             measured = self.time_masks(masks)
             measured_rounds.append(LatencyRound(aim, 1.0 - measured / full, measured, masks))
-            if target <= measured_rounds[-1].removed <= target + 2 * tolerance:
+            if band_side(measured_rounds[-1].removed, target, tolerance) == 0:
                 break
             aim = next_aim(measured_rounds, target, tolerance)
         kept = meeting_budget(measured_rounds, target)
@@ -382,6 +382,11 @@ def meeting_budget(rounds: list[LatencyRound], target: float) -> LatencyRound:
         max(rounds, key=lambda r: r.removed)
 
 
+def band_side(removed: float, target: float, tolerance: float) -> int:
+    """-1 below the latency loop's band `[target, target + 2 * tolerance]`, 0 in it, 1 above."""
+    return -1 if removed < target else (1 if removed > target + 2 * tolerance else 0)
+
+
 def next_aim(rounds: list[LatencyRound], target: float, tolerance: float) -> float:
     """The allocation target for the next round of the latency loop, from the rounds so far,
     aiming at `target + tolerance`. Once rounds fell on both sides of the band, interpolate
@@ -389,8 +394,8 @@ def next_aim(rounds: list[LatencyRound], target: float, tolerance: float) -> flo
     on the same side or noise made them non-monotonic (regula falsi alone can keep one end
     fixed and repeat itself); before that, move the last aim by the last miss. Measured on
     MobileNetV2 with LiteRT int8 (an AMX Xeon), the measured fraction moved 2.3× as fast as the
-    aim, and moving by the miss alone went from
-    0.364 (40.6 % removed) back to 0.278, below the 0.3 that had already removed too little.
+    aim, and moving by the miss alone went from 0.364 (40.6 % removed) back to 0.278, below the
+    0.3 that had already removed too little.
     On the residual CNN with OpenVINO CPU, aims 0.708 and 0.672 gave the same masks (56.4 %)
     and interpolating from the first of them gave 0.672 four times over.
 
@@ -401,7 +406,7 @@ def next_aim(rounds: list[LatencyRound], target: float, tolerance: float) -> flo
     centre = target + tolerance
 
     def side(r: LatencyRound) -> int:
-        return -1 if r.removed < target else (1 if r.removed > target + 2 * tolerance else 0)
+        return band_side(r.removed, target, tolerance)
 
     below = [r for r in rounds if side(r) < 0]
     above = [r for r in rounds if side(r) > 0]
