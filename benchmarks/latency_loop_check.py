@@ -1,14 +1,14 @@
 """Does the closed latency loop measure what the deployed artefacts measure side by side?
 
-`MaskUpdater.meet_latency(budget)` on the residual CNN (32/64/128, 64×64) or on MobileNetV2
-(96×96, `--model mobilenet_v2`), untrained (latency does not depend on the weights), then the
+`MaskUpdater.meet_latency(budget)` on the residual CNN (32/64/128, 64×64), on MobileNetV2
+(96×96, `--model mobilenet_v2`) or on ResNet50 (32×32, `--model resnet50`), untrained (latency does not depend on the weights), then the
 stripped result and the full model exported as deployed (`tfm_fuse.app.latency.export`) and
 timed side by side `--repeats` times in this process (`tfm_fuse.app.latency.compare`, one
 thread, batch 1). Prints the loop's "removed" and each
 side-by-side "removed": their gap against the spread between repeats tells bias from noise.
 
 Run alone:  python benchmarks/latency_loop_check.py [--runtime openvino_cpu] [--budget 0.5]
-              [--model residual_cnn|mobilenet_v2] [--repeats 2]
+              [--model residual_cnn|mobilenet_v2|resnet50] [--repeats 2]
 """
 
 import argparse
@@ -31,13 +31,15 @@ def main() -> None:
     parser.add_argument("--runtime", default="openvino_cpu", choices=RUNTIMES)
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--model", default="residual_cnn", choices=("residual_cnn", "mobilenet_v2"))
+    parser.add_argument("--model", default="residual_cnn", choices=("residual_cnn", "mobilenet_v2", "resnet50"))
     args = parser.parse_args()
     rt = args.runtime
-    if args.model == "mobilenet_v2":
+    if args.model in ("mobilenet_v2", "resnet50"):
         import keras
 
-        base = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10)
+        build, size = ((keras.applications.MobileNetV2, 96) if args.model == "mobilenet_v2"
+                       else (keras.applications.ResNet50, 32))
+        base = build(weights=None, input_shape=(size, size, 3), classes=10)
     else:
         base = tfm_fuse.app.models.residual_cnn((64, 64, 3), widths=(32, 64, 128))
     size = base.inputs[0].shape[1]

@@ -200,11 +200,12 @@ class MaskUpdater:
         if reached < target - 0.02 and (kind, round(target, 2)) not in self._warned:
             self._warned.add((kind, round(target, 2)))
             where = f"on {self.runtime}" if kind is Kind.LATENCY else "of int8 parameter bytes"
+            blocks = f", layers run in blocks of {align} channels" if (align or 1) > 1 else ""
             warnings.warn(
                 f"Pruning can remove at most about {reached:.0%} {where}, not {target:.0%}: "
-                f"the rest is spent where fewer channels are not faster (per-inference overhead, "
-                f"layers the runtime runs in blocks of {align or 1} channels) or in groups "
-                f"already at max_group_rate={self.max_group_rate:g}.", stacklevel=3)
+                f"the rest is spent where fewer channels are not faster (per-inference "
+                f"overhead{blocks}) or in groups already at "
+                f"max_group_rate={self.max_group_rate:g}.", stacklevel=3)
         return masks
 
     def latency_model(self) -> LatencyModel:
