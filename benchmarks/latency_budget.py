@@ -21,9 +21,11 @@ than the budget + 5 points, the budget becomes 60 % of that limit (the table say
                   and trained from scratch: the twin a person would build by hand
 
 Training, the same for all on the shipped digits (28×28 MNIST resized to the model's input,
-grey copied to 3 channels): the base model trains `--epochs` epochs; each pruned model is
-allocated from the trained weights, stripped and fine-tuned `--epochs` more, once per `--seeds`
-from the same start; the hand-thinned twin trains `2 × --epochs` from scratch, once per seed.
+grey copied to 3 channels): the base model trains `--epochs` epochs (its initial weights
+and batches drawn from `--base-seed`; before that option they were not seeded); each pruned
+model is allocated from the trained weights, stripped and fine-tuned `--epochs` more, once per
+`--seeds` from the same start; the hand-thinned twin trains `2 × --epochs` from scratch, once
+per seed.
 Accuracy: inference mode on `--n-test` held-out digits that no decision saw (allocation uses
 weights only; no option is chosen on them), the mean over seeds, and for the pruned models also
 before fine-tuning (BatchNorm statistics re-estimated on training inputs): that figure has no
@@ -46,7 +48,7 @@ Run alone: the timings are only meaningful on an otherwise idle machine.
 
 Run:  python benchmarks/latency_budget.py [--models residual_cnn mobilenet_v2 resnet50]
         [--runtimes litert_int8 openvino_cpu onnxruntime] [--budget 0.5] [--epochs 2]
-        [--seeds 0 1 2]
+        [--seeds 0 1 2] [--base-seed 0]
 """
 
 from __future__ import annotations
@@ -232,11 +234,12 @@ def fine_tune(thin, data, epochs: int, seeds, test) -> list[float]:
 
 
 def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_test: int,
-              runs: int, seeds=(0,)) -> list[dict]:
+              runs: int, seeds=(0,), base_seed: int = 0) -> list[dict]:
     build, size = MODELS[name]
     shape = (size, size, 3)
     train_data, test = digits(size, n_train, n_test)
-    base = train(with_softmax(build, shape), train_data, epochs)
+    keras.utils.set_random_seed(base_seed)  # the base's initial weights, then its batches
+    base = train(with_softmax(build, shape), train_data, epochs, seed=base_seed)
     base_acc = accuracy(base, test)
     base_macs = tfm_fuse.profile(base).macs
     log(f"{name}: base trained, accuracy {base_acc:.3f}, {base_macs / 1e6:.1f} M MACs")
@@ -349,16 +352,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="fine-tuning (and twin) seeds; accuracy is their mean")
+    parser.add_argument("--base-seed", type=int, default=0,
+                        help="seed of the base model's initial weights and training")
     parser.add_argument("--out", default=str(HERE / "latency_budget"))
     args = parser.parse_args()
     rows = []
     for name in args.models:
         rows += run_model(name, args.runtimes, args.budget, args.epochs, args.n_train,
-                          args.n_test, args.runs, tuple(args.seeds))
+                          args.n_test, args.runs, tuple(args.seeds), args.base_seed)
         text = markdown(rows)
         print(text, flush=True)
         Path(args.out + ".json").write_text(json.dumps(
-            {"budget": args.budget, "epochs": args.epochs, "seeds": args.seeds, "rows": rows}, indent=1))
+            {"budget": args.budget, "epochs": args.epochs, "seeds": args.seeds,
+             "base_seed": args.base_seed, "rows": rows}, indent=1))
         Path(args.out + ".md").write_text(text + "\n")
 
 

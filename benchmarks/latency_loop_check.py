@@ -1,11 +1,12 @@
 """Does the closed latency loop measure what the deployed artefacts measure side by side?
 
 `MaskUpdater.meet_latency(budget)` on the residual CNN (32/64/128, 64×64), on MobileNetV2
-(96×96, `--model mobilenet_v2`) or on ResNet50 (32×32, `--model resnet50`), untrained (latency does not depend on the weights), then the
-stripped result and the full model exported as deployed (`tfm_fuse.app.latency.export`) and
-timed side by side `--repeats` times in this process (`tfm_fuse.app.latency.compare`, one
-thread, batch 1). Prints the loop's "removed" and each
-side-by-side "removed": their gap against the spread between repeats tells bias from noise.
+(96×96, `--model mobilenet_v2`) or on ResNet50 (32×32, `--model resnet50`), untrained
+(latency does not depend on the weights), then the stripped result and the full model
+exported as deployed (`tfm_fuse.app.latency.export`) and timed side by side `--repeats` times
+in this process (`tfm_fuse.app.latency.compare`, one thread, batch 1). Prints the loop's
+"removed" and each side-by-side "removed": their gap against the spread between repeats tells
+bias from noise.
 
 Run alone:  python benchmarks/latency_loop_check.py [--runtime openvino_cpu] [--budget 0.5]
               [--model residual_cnn|mobilenet_v2|resnet50] [--repeats 2]
@@ -31,7 +32,8 @@ def main() -> None:
     parser.add_argument("--runtime", default="openvino_cpu", choices=RUNTIMES)
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--model", default="residual_cnn", choices=("residual_cnn", "mobilenet_v2", "resnet50"))
+    parser.add_argument("--model", default="residual_cnn",
+                        choices=("residual_cnn", "mobilenet_v2", "resnet50"))
     args = parser.parse_args()
     rt = args.runtime
     if args.model in ("mobilenet_v2", "resnet50"):

@@ -63,7 +63,7 @@ def test_monotone_removes_outliers_at_smaller_counts():
     assert (np.diff(cleaned, axis=0) >= 0).all() and (np.diff(cleaned, axis=1) >= 0).all()
 
 
-# ONNX Runtime on this project's Xeon, ms of residual_cnn's stage-1 3×3 convolution (64×64×32
+# ONNX Runtime on this project's Xeon, µs of residual_cnn's stage-1 3×3 convolution (64×64×32
 # input) at 1..32 output channels: one step at 17, where a second block of 16 begins
 ORT_STAGE1_US = [285, 311, 302, 296, 294, 298, 306, 318, 301, 306, 299, 312, 350, 345, 354, 305,
                  400, 410, 416, 416, 419, 427, 428, 414, 436, 414, 415, 422, 453, 454, 459, 421]
