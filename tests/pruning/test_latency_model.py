@@ -19,8 +19,8 @@ from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation
 from tfm_fuse.pruning import latency_model as latency
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
-from tfm_fuse.pruning.updater import (LatencyRound, MaskUpdater, meeting_budget, next_aim,
-                                      read_options)
+from tfm_fuse.pruning.updater import (LatencyRound, MaskUpdater, masks_between, meeting_budget,
+                                      next_aim, read_options)
 from tests.models import conv_bn_act, residual
 
 
@@ -324,3 +324,19 @@ def test_the_latency_loop_does_not_repeat_an_aim_that_gave_the_same_masks():
     assert first == pytest.approx(0.672, abs=1e-3)
     second = next_aim(rounds + [LatencyRound(first, 0.564)], 0.5, 0.02)
     assert 0.5 < second < first - 0.05
+
+
+def test_masks_between_keeps_the_more_important_half_of_what_only_high_prunes_in_chunks():
+    low = {0: np.ones(8), 1: np.ones(4), 2: np.array([1.0, 0.0])}
+    high = {0: np.r_[np.ones(2), np.zeros(6)], 1: np.r_[np.ones(2), np.zeros(2)],
+            2: np.array([1.0, 0.0])}
+    scores = {0: np.array([9, 9, 8, 8, 1, 1, 0.5, 0.5]), 1: np.array([5, 5, 4, 4.0]),
+              2: np.array([1.0, 0.0])}
+    # chunks of 2: group 0 (8,8) 1.69, (1,1) 0.21, (.5,.5) 0.11; group 1 (4,4) 0.89 -> keep 2
+    mid = masks_between(low, high, scores, 2)
+    assert mid[0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0] and mid[1].tolist() == [1, 1, 1, 1]
+    assert mid[2].tolist() == [1, 0]  # both prune it: stays pruned
+    assert high[0].sum() == 2  # the inputs are left as they were
+    # one chunk between them: nothing halfway, the loop stops there
+    assert masks_between({0: np.ones(4)}, {0: np.r_[np.ones(2), np.zeros(2)]},
+                         {0: np.arange(4.0)}, 2)[0].tolist() == [1, 1, 0, 0]

@@ -263,11 +263,18 @@ class MaskUpdater:
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
+        align = self.align if self.align is not None else latency.block
         aim, measured_rounds = target, []
         with warnings.catch_warnings():  # the table's limit at aims past the budget: the
             warnings.filterwarnings("ignore", "Pruning can remove at most")  # verdict is below
             for _ in range(rounds):
                 masks = self.allocate_to(scores, aim, Kind.LATENCY)
+                between = bracket(measured_rounds, target, tolerance)
+                if between and any(same_masks(masks, r.masks) for r in measured_rounds):
+                    # the table gives nothing between the bracket's masks: split their difference
+                    masks = masks_between(between[0].masks, between[1].masks, scores, align)
+                    if any(same_masks(masks, r.masks) for r in measured_rounds):
+                        break  # no chunk left between them
                 measured = self.time_masks(masks)
                 measured_rounds.append(LatencyRound(aim, 1.0 - measured / full, measured, masks))
                 if band_side(measured_rounds[-1].removed, target, tolerance) == 0:
@@ -391,6 +398,54 @@ def meeting_budget(rounds: list[LatencyRound], target: float) -> LatencyRound:
         max(rounds, key=lambda r: r.removed)
 
 
+def bracket(rounds: list[LatencyRound], target: float, tolerance: float
+            ) -> tuple[LatencyRound, LatencyRound] | None:
+    """The tightest measured rounds below and above the band `[target, target + 2·tolerance]`
+    (ties: the one of the tighter aim), or None while all fall on one side."""
+    below = [r for r in rounds if band_side(r.removed, target, tolerance) < 0]
+    above = [r for r in rounds if band_side(r.removed, target, tolerance) > 0]
+    if not (below and above):
+        return None
+    return (max(below, key=lambda r: (r.removed, r.aim)),
+            min(above, key=lambda r: (r.removed, r.aim)))
+
+
+def same_masks(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[g], b[g]) for g in a)
+
+
+def masks_between(low: dict[int, np.ndarray], high: dict[int, np.ndarray],
+                  scores: dict[int, np.ndarray], align: int | None) -> dict[int, np.ndarray]:
+    """Masks halfway from `low` (fewer channels pruned) to `high`: of the channels `high` prunes
+    and `low` keeps, taken in chunks of `align` per group (most important first within a
+    group), the more important half of the chunks (by mean score over the group's mean) are
+    kept: counts stay multiples of `align` above `high`'s. The latency loop's step when the table maps every aim between two measured rounds to
+    one of them: on the residual CNN with OpenVINO CPU, aims 0.500 → 25.7 % removed and every
+    aim from 0.528 → 56.4-60 %, for a budget of 50 %.
+
+    Example:
+        >>> low = {0: np.ones(4)}; high = {0: np.array([1., 0., 0., 0.])}
+        >>> masks_between(low, high, {0: np.array([4., 3., 2., 1.])}, 1)[0]
+        array([1., 1., 0., 0.])
+    """
+    chunks = []  # (importance, group, channel indices)
+    for g, mask in high.items():
+        dropped = np.flatnonzero((low[g] > 0) & (mask == 0))
+        if not len(dropped):
+            continue
+        dropped = dropped[np.argsort(-scores[g][dropped], kind="stable")]  # most important first
+        size = max(1, align or 1)
+        mean = float(np.mean(scores[g])) or 1.0
+        for start in range(0, len(dropped), size):
+            part = dropped[start:start + size]
+            chunks.append((float(np.mean(scores[g][part])) / mean, g, part))
+    chunks.sort(key=lambda c: -c[0])
+    masks = {g: m.copy() for g, m in high.items()}
+    for _, g, part in chunks[:len(chunks) // 2]:
+        masks[g][part] = 1.0
+    return masks
+
+
 def band_side(removed: float, target: float, tolerance: float) -> int:
     """-1 below the latency loop's band `[target, target + 2 * tolerance]`, 0 in it, 1 above."""
     return -1 if removed < target else (1 if removed > target + 2 * tolerance else 0)
@@ -417,11 +472,9 @@ def next_aim(rounds: list[LatencyRound], target: float, tolerance: float) -> flo
     def side(r: LatencyRound) -> int:
         return band_side(r.removed, target, tolerance)
 
-    below = [r for r in rounds if side(r) < 0]
-    above = [r for r in rounds if side(r) > 0]
-    if below and above:
-        low = max(below, key=lambda r: (r.removed, r.aim))  # ties: the tightest bracket
-        high = min(above, key=lambda r: (r.removed, r.aim))
+    between = bracket(rounds, target, tolerance)
+    if between:
+        low, high = between
         same_side = len(rounds) >= 2 and side(rounds[-1]) == side(rounds[-2])
         if high.aim > low.aim and not same_side:
             return float(low.aim + (centre - low.removed) * (high.aim - low.aim)
