@@ -253,8 +253,10 @@ class MaskUpdater:
                      ) -> dict[str, float]:
         """Closes the loop on a latency budget, the way NetAdapt does: allocate with the model,
         measure the stripped result, recalibrate on it and correct the target the allocation
-        aims at (`next_aim`), at most `rounds` times (ResNet50 at 32×32 on LiteRT int8 went
-        29 / 78 / 41 / 61 % removed in four rounds for a 50 % budget). A budget is a ceiling
+        aims at (`next_aim`; when an aim gives masks already measured and the budget is
+        bracketed, split the bracket's masks instead: `masks_between`), at most `rounds` times
+        (ResNet50 at 32×32 on LiteRT int8 went 29 / 78 / 41 / 61 % removed in four rounds for a
+        50 % budget). A budget is a ceiling
         (`latency=0.5`: at most half the time), so the loop aims `tolerance` past it and stops
         once the measured model removes between `target` and `target + 2 * tolerance`; the
         masks left in place are those of `meeting_budget` among the measured ones. Returns
@@ -419,9 +421,10 @@ def masks_between(low: dict[int, np.ndarray], high: dict[int, np.ndarray],
     """Masks halfway from `low` (fewer channels pruned) to `high`: of the channels `high` prunes
     and `low` keeps, taken in chunks of `align` per group (most important first within a
     group), the more important half of the chunks (by mean score over the group's mean) are
-    kept: counts stay multiples of `align` above `high`'s. The latency loop's step when the table maps every aim between two measured rounds to
-    one of them: on the residual CNN with OpenVINO CPU, aims 0.500 → 25.7 % removed and every
-    aim from 0.528 → 56.4-60 %, for a budget of 50 %.
+    kept: counts stay multiples of `align` above `high`'s. The latency loop's step when the
+    table maps every aim between two measured rounds to one of them: on the residual CNN with
+    OpenVINO CPU, aims 0.500 → 25.7 % removed and every aim from 0.528 → 56.4-60 %, for a
+    budget of 50 %.
 
     Example:
         >>> low = {0: np.ones(4)}; high = {0: np.array([1., 0., 0., 0.])}
