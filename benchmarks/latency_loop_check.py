@@ -25,6 +25,7 @@ import tfm_fuse  # noqa: E402
 from tfm_fuse.app import latency as app_latency  # noqa: E402
 from tfm_fuse.pruning.latency_model import RUNTIMES  # noqa: E402
 from tfm_fuse.pruning.updater import MaskUpdater  # noqa: E402
+from latency_budget import MODELS  # noqa: E402  (beside this script)
 
 
 def main() -> None:
@@ -32,19 +33,11 @@ def main() -> None:
     parser.add_argument("--runtime", default="openvino_cpu", choices=RUNTIMES)
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--model", default="residual_cnn",
-                        choices=("residual_cnn", "mobilenet_v2", "resnet50"))
+    parser.add_argument("--model", default="residual_cnn", choices=list(MODELS))
     args = parser.parse_args()
     rt = args.runtime
-    if args.model in ("mobilenet_v2", "resnet50"):
-        import keras
-
-        build, size = ((keras.applications.MobileNetV2, 96) if args.model == "mobilenet_v2"
-                       else (keras.applications.ResNet50, 32))
-        base = build(weights=None, input_shape=(size, size, 3), classes=10)
-    else:
-        base = tfm_fuse.app.models.residual_cnn((64, 64, 3), widths=(32, 64, 128))
-    size = base.inputs[0].shape[1]
+    build, size = MODELS[args.model]  # the models and input sizes latency_budget.py prunes
+    base = build((size, size, 3))
     wrapped = tfm_fuse.wrap(base)
     loop = MaskUpdater(wrapped, runtime=rt).meet_latency(args.budget)
     print("rounds [aim, measured removed]:", [[round(a, 3), round(r, 3)] for a, r in loop["rounds"]])

@@ -187,9 +187,7 @@ class MaskUpdater:
         full = cost.predict(self.cost.full())
         removable_ids = set(self._removable)
         wanted = {g: s for g, s in scores.items() if g in removable_ids}
-        align = self.align
-        if align is None and kind is Kind.LATENCY:
-            align = cost.latency.block  # the runtime's measured channel block
+        align = self.latency_align() if kind is Kind.LATENCY else self.align
         masks = allocation.allocate_to_cost(
             wanted, {g: self.graph.groups[g].channels for g in wanted}, cost,
             (1.0 - target) * full, n_ids=self.cost.n_ids, align=align,
@@ -207,6 +205,11 @@ class MaskUpdater:
                 f"overhead{blocks}) or in groups already at "
                 f"max_group_rate={self.max_group_rate:g}.", stacklevel=3)
         return masks
+
+    def latency_align(self) -> int:
+        """The channel block latency budgets allocate in: `align` if given, else the runtime's
+        measured block (`LatencyModel.alignment`)."""
+        return self.align if self.align is not None else self.latency_model().block
 
     def latency_model(self) -> LatencyModel:
         """The measured latency model on `runtime`, calibrated on the whole model at full width
@@ -256,16 +259,15 @@ class MaskUpdater:
         aims at (`next_aim`; when an aim gives masks already measured and the budget is
         bracketed, split the bracket's masks instead: `masks_between`), at most `rounds` times
         (ResNet50 at 32×32 on LiteRT int8 went 29 / 78 / 41 / 61 % removed in four rounds for a
-        50 % budget). A budget is a ceiling
-        (`latency=0.5`: at most half the time), so the loop aims `tolerance` past it and stops
-        once the measured model removes between `target` and `target + 2 * tolerance`; the
-        masks left in place are those of `meeting_budget` among the measured ones. Returns
-        `{"measured_ms", "full_ms", "removed"}` for them, and `"rounds"`: `[aim, removed]` of
-        every round."""
+        50 % budget). A budget is a ceiling (`latency=0.5`: at most half the time), so the
+        loop aims `tolerance` past it and stops once the measured model removes between
+        `target` and `target + 2 * tolerance`; the masks left in place are those of
+        `meeting_budget` among the measured ones. Returns `{"measured_ms", "full_ms",
+        "removed"}` for them, and `"rounds"`: `[aim, removed]` of every round."""
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
         scores = allocation.group_scores(self.model, self.graph, self.criterion)
-        align = self.align if self.align is not None else latency.block
+        align = self.latency_align()
         aim, measured_rounds = target, []
         with warnings.catch_warnings():  # the table's limit at aims past the budget: the
             warnings.filterwarnings("ignore", "Pruning can remove at most")  # verdict is below
@@ -431,13 +433,13 @@ def masks_between(low: dict[int, np.ndarray], high: dict[int, np.ndarray],
         >>> masks_between(low, high, {0: np.array([4., 3., 2., 1.])}, 1)[0]
         array([1., 1., 0., 0.])
     """
+    size = max(1, align or 1)
     chunks = []  # (importance, group, channel indices)
     for g, mask in high.items():
         dropped = np.flatnonzero((low[g] > 0) & (mask == 0))
         if not len(dropped):
             continue
         dropped = dropped[np.argsort(-scores[g][dropped], kind="stable")]  # most important first
-        size = max(1, align or 1)
         mean = float(np.mean(scores[g])) or 1.0
         for start in range(0, len(dropped), size):
             part = dropped[start:start + size]
