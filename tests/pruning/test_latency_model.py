@@ -340,3 +340,49 @@ def test_masks_between_keeps_the_more_important_half_of_what_only_high_prunes_in
     # one chunk between them: nothing halfway, the loop stops there
     assert masks_between({0: np.ones(4)}, {0: np.r_[np.ones(2), np.zeros(2)]},
                          {0: np.arange(4.0)}, 2)[0].tolist() == [1, 1, 0, 0]
+
+
+def test_fitted_grid_keeps_measured_cells_and_fits_the_rest_never_decreasing():
+    layer = latency.TimedLayer("conv", np.arange(4), np.arange(4, 8), np.array([2.0, 4.0]),
+                               np.array([2.0, 4.0]), np.full((2, 2), 9.0))
+    # measured on three cells of a cost 0.1 + 0.05 * n_in * n_out; the fourth is fitted
+    measured = {(2, 2): 0.3, (4, 4): 0.9, (2, 4): 0.5}
+    grid = latency._fitted_grid(layer, measured)
+    assert grid[0, 0] == 0.3 and grid[1, 1] == 0.9 and grid[0, 1] == 0.5
+    assert grid[1, 0] == pytest.approx(0.5, abs=0.05)
+    # a time that falls with more channels is not fitted as a negative slope
+    falling = latency._fitted_grid(layer, {(2, 2): 0.9, (4, 4): 0.3, (2, 4): 0.6, (4, 2): 0.6})
+    assert (latency.monotone(falling) >= 0).all()
+    coef = latency.nonnegative_lstsq(np.array([[1.0, 2.0], [1.0, 4.0]]), np.array([0.9, 0.3]))
+    assert (coef >= 0).all() and coef[1] == 0
+
+
+def test_context_designs_measure_every_group_at_every_width_and_mix_them():
+    designs = latency.context_designs({0: 8, 1: 16}, n_mixed=3)
+    kept = [(int(d[0].sum()), int(d[1].sum())) for d in designs]
+    assert kept[:4] == [(2, 4), (4, 8), (6, 12), (8, 16)]  # WIDTHS, every group alike
+    assert len(kept) == 7 and kept == [(int(d[0].sum()), int(d[1].sum()))
+                                       for d in latency.context_designs({0: 8, 1: 16}, n_mixed=3)]
+
+
+@pytest.mark.slow
+def test_openvino_layer_times_are_read_inside_the_whole_model(cache):
+    """On OpenVINO a one-layer model's counters misplace the time (the residual CNN's 3-channel
+    stem and its Dense took 8 and 100 times their time inside the model); the table is refitted
+    from the plugin's counters of whole models at several widths (checked failing with
+    `fit_in_context` disabled: `in_context` and the per-layer times differ)."""
+    updater = MaskUpdater(tfm_fuse.wrap(_wide_residual()), runtime="openvino_cpu")
+    lat = updater.latency_model()
+    assert lat.in_context
+    full = np.ones(lat.n_ids, bool)
+    designs = updater._context_designs()
+    per_layer = [lat.cache.entries[lat.context_key(keep)] for keep, _ in designs]
+    # every convolution and the Dense were found in every design's profile
+    assert all(ms is not None and ms > 0 for row in per_layer for ms in row), per_layer
+    whole_ms = lat.cache.entries[lat.model_key(full)]
+    assert lat.layers_ms(full) <= whole_ms
+    # at full width a layer's table time is the median of the designs that measured it there
+    for i, layer in enumerate(lat.layers):
+        there = [row[i] for (keep, _), row in zip(designs, per_layer)
+                 if layer.counts(keep) == layer.counts(full)]
+        assert layer.ms[-1, -1] == pytest.approx(np.median(there)), layer.name

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
@@ -32,7 +32,7 @@ from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.budget import COST_METRIC, Budget, Kind, solve_rate
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
-from tfm_fuse.pruning.latency_model import RUNTIMES, LatencyCost, LatencyModel
+from tfm_fuse.pruning.latency_model import RUNTIMES, LatencyCost, LatencyModel, context_designs
 from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.pruning.wrapping import wrap
@@ -220,12 +220,22 @@ class MaskUpdater:
                                   "prune(model, method='fupruner', latency=0.5, "
                                   f"runtime='litert_int8'). Accepted: {', '.join(RUNTIMES)}.")
             self._latency = LatencyModel(self.graph, self.runtime)
+            if self.runtime == "openvino_cpu":  # its one-layer counters misplace the time
+                self._latency.fit_in_context(self._context_designs())
             scores = allocation.group_scores(self.model, self.graph, self.criterion)
             for rate in CALIBRATION_RATES:
                 self.time_masks(allocation.allocate(scores, rate, scope="layer",
                                                     align=self._latency.block))
             self._latency.calibrate()  # on every point measured, this process or an earlier one
         return self._latency
+
+    def _context_designs(self) -> list[tuple[np.ndarray, Callable[[], keras.Model]]]:
+        """`latency_model.context_designs` over the removable groups, as `(keep, builder of the
+        model stripped to it)` (every other group whole)."""
+        whole = {gid: np.ones_like(mask) for gid, mask in self.masks().items()}
+        sizes = {gid: len(whole[gid]) for gid in self._removable}
+        return [(self._keep(design), functools.partial(self._stripped, {**whole, **design}))
+                for design in context_designs(sizes)]
 
     def time_masks(self, masks: dict[int, np.ndarray]) -> float:
         """Measured ms on `runtime` of the model stripped with `masks` (cached); the latency
