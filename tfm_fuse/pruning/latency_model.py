@@ -13,7 +13,9 @@ this module builds that table for the model's own layers:
   `tfm_fuse.converters` converts a whole model for that runtime (full-integer `.tflite`,
   OpenVINO IR with FP16 weights, tf2onnx ONNX), and timed in the runtime (one thread, batch 1,
   median; on OpenVINO the plugin's own counters, without the reorders and the overhead of a
-  one-layer model, which dominate it there); results are cached per machine and runtime version in
+  one-layer model, which dominate it there, and then `fit_in_context`: the layers' counters
+  inside whole stripped models at several widths, since even those misplace the time alone);
+  results are cached per machine and runtime version in
   `~/.cache/tfm_fuse/latency/<runtime>.json` (or `$TFM_FUSE_CACHE/latency`), so each layer
   shape is measured once;
 - `LatencyModel.layers_ms(keep)` interpolates each layer's table bilinearly at its kept counts;
@@ -90,11 +92,14 @@ class TimedLayer:
     def at(self, keep: np.ndarray, block: int = 1) -> float:
         """Interpolated ms at `keep`'s counts, each rounded up to a multiple of `block` (the
         runtime computes a partial block as a whole one)."""
-        n_in, n_out = self.counts(keep)
-        n_in = self._blocked(n_in, self.in_counts[-1], block)
+        return self.at_counts(self.counts(keep), block)
+
+    def at_counts(self, counts: tuple[int, int], block: int = 1) -> float:
+        """Interpolated ms at `(n_in, n_out)` (-1: the side at full width), as `at`."""
+        n_in = self._blocked(counts[0], self.in_counts[-1], block)
         if self.tied:
             return float(np.interp(n_in, self.in_counts, self.ms[:, 0]))
-        n_out = self._blocked(n_out, self.out_counts[-1], block)
+        n_out = self._blocked(counts[1], self.out_counts[-1], block)
         row = [np.interp(n_out, self.out_counts, self.ms[i]) for i in range(len(self.in_counts))]
         return float(np.interp(n_in, self.in_counts, row))
 
@@ -804,7 +809,7 @@ def _fitted_grid(layer: TimedLayer, measured: dict[tuple[int, int], float]) -> n
             n_in, n_out = counts(i, j)
             grid[i, j] = float(np.dot(features(max(n_in, 0), max(n_out, 0)), coef))
     else:
-        ratio = np.median([measured[k] / max(_table_at(layer, k), 1e-9) for k in points])
+        ratio = np.median([measured[k] / max(layer.at_counts(k), 1e-9) for k in points])
         grid = layer.ms * ratio
     for i, j in cells:
         if counts(i, j) in measured:
@@ -828,16 +833,6 @@ def nonnegative_lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if (x >= 0).all() and err < best_err - 1e-15:
             best, best_err = x, err
     return best
-
-
-def _table_at(layer: TimedLayer, counts: tuple[int, int]) -> float:
-    """`layer`'s interpolated table time at `counts` (`(n_in, n_out)`, -1: full)."""
-    n_in = layer.in_counts[-1] if counts[0] < 0 else counts[0]
-    if layer.tied:
-        return float(np.interp(n_in, layer.in_counts, layer.ms[:, 0]))
-    n_out = layer.out_counts[-1] if counts[1] < 0 else counts[1]
-    row = [np.interp(n_out, layer.out_counts, layer.ms[i]) for i in range(len(layer.in_counts))]
-    return float(np.interp(n_in, layer.in_counts, row))
 
 
 def context_designs(sizes: dict[int, int], *, n_mixed: int = 4, seed: int = 0
