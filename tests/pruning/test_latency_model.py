@@ -343,16 +343,25 @@ def test_masks_between_keeps_the_more_important_half_of_what_only_high_prunes_in
 
 
 def test_fitted_grid_keeps_measured_cells_and_fits_the_rest_never_decreasing():
-    layer = latency.TimedLayer("conv", np.arange(4), np.arange(4, 8), np.array([2.0, 4.0]),
-                               np.array([2.0, 4.0]), np.full((2, 2), 9.0))
-    # measured on three cells of a cost 0.1 + 0.05 * n_in * n_out; the fourth is fitted
-    measured = {(2, 2): 0.3, (4, 4): 0.9, (2, 4): 0.5}
+    def cost(a, b):
+        return 0.1 + 0.01 * a + 0.02 * b + 0.05 * a * b
+
+    layer = latency.TimedLayer("conv", np.arange(4), np.arange(4, 8), np.array([2.0, 3.0, 4.0]),
+                               np.array([2.0, 3.0, 4.0]), np.full((3, 3), 9.0))
+    # five cells measured (one 0.05 ms off the cost), four left to the bilinear fit
+    measured = {(a, b): cost(a, b) for a, b in [(2, 2), (2, 4), (4, 2), (4, 4)]}
+    measured[(3, 3)] = cost(3, 3) + 0.05
     grid = latency._fitted_grid(layer, measured)
-    assert grid[0, 0] == 0.3 and grid[1, 1] == 0.9 and grid[0, 1] == 0.5
-    assert grid[1, 0] == pytest.approx(0.5, abs=0.05)
-    # a time that falls with more channels is not fitted as a negative slope
-    falling = latency._fitted_grid(layer, {(2, 2): 0.9, (4, 4): 0.3, (2, 4): 0.6, (4, 2): 0.6})
-    assert (latency.monotone(falling) >= 0).all()
+    assert grid[1, 1] == measured[(3, 3)]  # a measured cell is the measurement
+    assert grid[0, 0] == measured[(2, 2)] and grid[2, 2] == measured[(4, 4)]
+    for i, j in [(0, 1), (1, 0), (1, 2), (2, 1)]:
+        assert grid[i, j] == pytest.approx(cost(2 + i, 2 + j), abs=0.015)
+    # too few cells for the fit: the old grid scaled to them
+    assert latency._fitted_grid(layer, {(2, 2): 0.9})[2, 2] == pytest.approx(0.9)
+    # a time that falls with more channels is not fitted as a negative slope: flat, not a plane
+    falling = {(2, 2): 0.9, (2, 4): 0.6, (4, 2): 0.6, (4, 4): 0.3, (3, 3): 0.6}
+    grid = latency._fitted_grid(layer, falling)
+    assert grid[0, 1] == pytest.approx(grid[1, 2]) and grid[1, 0] == pytest.approx(grid[2, 1])
     coef = latency.nonnegative_lstsq(np.array([[1.0, 2.0], [1.0, 4.0]]), np.array([0.9, 0.3]))
     assert (coef >= 0).all() and coef[1] == 0
 

@@ -673,8 +673,8 @@ class LatencyModel:
         those times where a design measured its counts, and elsewhere a least-squares fit
         `c0 + c1·n_in + c2·n_out + c3·n_in·n_out` of them (then `monotone`).
 
-        Example:
-            >>> lat.fit_in_context([(keep, lambda: strip(masked)) for keep, masked in ...])
+        Example (what `MaskUpdater.latency_model` does on OpenVINO):
+            >>> lat.fit_in_context(updater._context_designs())
         """
         todo = [(keep, build) for keep, build in designs
                 if self.context_key(keep) not in self.cache.entries]

@@ -212,8 +212,9 @@ class MaskUpdater:
         return self.align if self.align is not None else self.latency_model().block
 
     def latency_model(self) -> LatencyModel:
-        """The measured latency model on `runtime`, calibrated on the whole model at full width
-        and thinned to half its channels per layer (built once; measurements cached on disk)."""
+        """The measured latency model on `runtime` (on OpenVINO its table read inside whole
+        models: `LatencyModel.fit_in_context`), calibrated on the whole model at full width and
+        thinned to half its channels per layer (built once; measurements cached on disk)."""
         if self._latency is None:
             if self.runtime is None:
                 raise ConfigError("A latency budget is measured on a runtime; give one, e.g. "
