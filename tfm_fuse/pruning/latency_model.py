@@ -271,6 +271,14 @@ def profiled_openvino_ms(path: Path, runs: int = 100) -> float:
     """Median ms OpenVINO's CPU plugin spends in the operations of the IR at `path` (its
     performance counters), without the input and output reorders and the per-inference
     overhead that a one-layer model has and a layer inside a model does not."""
+    totals = [sum(p.real_time.total_seconds() for p in nodes if p.node_type not in _OV_BOUNDARY)
+              for nodes in _openvino_profiles(path, runs)]
+    return 1000.0 * float(np.median(totals))
+
+
+def _openvino_profiles(path: Path, runs: int):
+    """The CPU plugin's per-node counters (`profiling_info`) of each of `runs` inferences of the
+    IR at `path` (one thread, latency mode, after 5 warm-up runs)."""
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(path), "CPU", {
@@ -279,12 +287,9 @@ def profiled_openvino_ms(path: Path, runs: int = 100) -> float:
     feeds = [np.zeros(tuple(p.shape), np.float32) for p in compiled.inputs]
     for _ in range(5):
         request.infer(feeds)
-    totals = []
     for _ in range(runs):
         request.infer(feeds)
-        totals.append(sum(p.real_time.total_seconds() for p in request.profiling_info
-                          if p.node_type not in _OV_BOUNDARY))
-    return 1000.0 * float(np.median(totals))
+        yield request.profiling_info
 
 
 _OV_BOUNDARY = ("Parameter", "Result", "Reorder", "Input", "Output")
@@ -301,9 +306,8 @@ def openvino_layer_ms(path: Path, runs: int = 100) -> list[list]:
     those to the model's layers."""
     import openvino as ov
 
-    core = ov.Core()
     shapes = {}
-    for op in core.read_model(str(path)).get_ordered_ops():
+    for op in ov.Core().read_model(str(path)).get_ordered_ops():
         kind = op.get_type_name()
         if kind not in _OV_TYPES.values():
             continue
@@ -316,16 +320,9 @@ def openvino_layer_ms(path: Path, runs: int = 100) -> list[list]:
             shapes[op.get_friendly_name()] = [kind, [], [], data[-1], out[-1]]
         else:  # NCHW data, OIHW (or GOIHW) weights
             shapes[op.get_friendly_name()] = [kind, out[2:], weights[-2:], data[1], out[1]]
-    compiled = core.compile_model(str(path), "CPU", {
-        "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})
-    request = compiled.create_infer_request()
-    feeds = [np.zeros(tuple(p.shape), np.float32) for p in compiled.inputs]
-    for _ in range(5):
-        request.infer(feeds)
     samples: dict[str, list[float]] = {}
-    for _ in range(runs):
-        request.infer(feeds)
-        for p in request.profiling_info:
+    for nodes in _openvino_profiles(path, runs):
+        for p in nodes:
             if p.node_name in shapes:
                 samples.setdefault(p.node_name, []).append(p.real_time.total_seconds())
     return [shapes[name] + [1000.0 * float(np.median(times))]
@@ -510,6 +507,7 @@ class LatencyModel:
                  cache_folder: Path | None = None):
         self.runtime = check_runtime(runtime)
         self.graph = graph
+        self.progress = progress
         self.n_ids = 1 + max((int(t.channels.max()) for t in graph.tensors if len(t.channels)),
                              default=0)
         self.cache = TimeCache(runtime, cache_folder)
@@ -684,7 +682,7 @@ class LatencyModel:
                 for i, (_, build) in enumerate(todo):
                     build().save(Path(folder) / f"{i}.keras")
                     jobs.append({"model": str(Path(folder) / f"{i}.keras"), "per_layer": True})
-                measured = measure_in_subprocess(self.runtime, jobs, progress=True)
+                measured = measure_in_subprocess(self.runtime, jobs, progress=self.progress)
             for (keep, _), nodes in zip(todo, measured):
                 self.cache.entries[self.context_key(keep)] = self._match(keep, nodes)
             self.cache.save()
