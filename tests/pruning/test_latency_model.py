@@ -379,8 +379,8 @@ def test_openvino_layer_times_are_read_inside_the_whole_model(cache):
     """On OpenVINO a one-layer model's counters misplace the time (the residual CNN's 3-channel
     stem and its Dense took 8 and 100 times their time inside the model); the table is refitted
     from the plugin's counters of whole models at several widths. (With `fit_in_context`
-    disabled it fails on `in_context`; the sum check alone would not catch it on this small
-    model: its one-layer table sums to 0.031 ms for a 0.061 ms model.)"""
+    disabled it fails on `in_context`. No time is compared with another: under `-n 2` the
+    layers' counters, read in one process, summed above the whole model timed in another.)"""
     updater = MaskUpdater(tfm_fuse.wrap(_wide_residual()), runtime="openvino_cpu")
     lat = updater.latency_model()
     assert lat.in_context
@@ -389,8 +389,6 @@ def test_openvino_layer_times_are_read_inside_the_whole_model(cache):
     per_layer = [lat.cache.entries[lat.context_key(keep)] for keep, _ in designs]
     # every convolution and the Dense were found in every design's profile
     assert all(ms is not None and ms > 0 for row in per_layer for ms in row), per_layer
-    whole_ms = lat.cache.entries[lat.model_key(full)]
-    assert lat.layers_ms(full) <= whole_ms
     # at full width a layer's table time is the median of the designs that measured it there
     for i, layer in enumerate(lat.layers):
         there = [row[i] for (keep, _), row in zip(designs, per_layer)

@@ -233,7 +233,7 @@ class MaskUpdater:
     def _context_designs(self) -> list[tuple[np.ndarray, Callable[[], keras.Model]]]:
         """`latency_model.context_designs` over the removable groups, as `(keep, builder of the
         model stripped to it)` (every other group whole)."""
-        whole = {gid: np.ones_like(mask) for gid, mask in self.masks().items()}
+        whole = self._whole_masks()
         sizes = {gid: len(whole[gid]) for gid in self._removable}
         return [(self._keep(design), functools.partial(self._stripped, {**whole, **design}))
                 for design in context_designs(sizes)]
@@ -246,9 +246,12 @@ class MaskUpdater:
         key = latency.model_key(keep)
         if key in latency.cache.entries:
             return latency.cache.entries[key]
-        full = {gid: np.ones_like(mask) for gid, mask in self.masks().items()}
         return latency.time_model(self._stripped(masks), keep,
-                                  reference=lambda: self._stripped(full))
+                                  reference=lambda: self._stripped(self._whole_masks()))
+
+    def _whole_masks(self) -> dict[int, np.ndarray]:
+        """Every prunable group's mask with all its channels kept."""
+        return {gid: np.ones_like(mask) for gid, mask in self.masks().items()}
 
     def _stripped(self, masks: dict[int, np.ndarray]) -> keras.Model:
         """The model stripped as if `masks` were written; its own masks are left as they were."""
