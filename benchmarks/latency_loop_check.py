@@ -8,8 +8,11 @@ in this process (`tfm_fuse.app.latency.compare`, one thread, batch 1). Prints th
 "removed" and each side-by-side "removed": their gap against the spread between repeats tells
 bias from noise.
 
+`--align N` allocates in blocks of N channels instead of the runtime's measured block: does the
+block change how many MACs the same measured time keeps?
+
 Run alone:  python benchmarks/latency_loop_check.py [--runtime openvino_cpu] [--budget 0.5]
-              [--model residual_cnn|mobilenet_v2|resnet50] [--repeats 2]
+              [--model residual_cnn|mobilenet_v2|resnet50] [--repeats 2] [--align N]
 """
 
 import argparse
@@ -34,13 +37,15 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default="residual_cnn", choices=list(MODELS))
+    parser.add_argument("--align", type=int, default=None)
     args = parser.parse_args()
     rt = args.runtime
     build, size = MODELS[args.model]  # the models and input sizes latency_budget.py prunes
     base = build((size, size, 3))
     wrapped = tfm_fuse.wrap(base)
-    loop = MaskUpdater(wrapped, runtime=rt).meet_latency(args.budget)
-    print("rounds [aim, measured removed]:", [[round(a, 3), round(r, 3)] for a, r in loop["rounds"]])
+    updater = MaskUpdater(wrapped, runtime=rt, align=args.align)
+    loop = updater.meet_latency(args.budget)
+    print(f"block {updater.latency_align()}; rounds [aim, measured removed]:", [[round(a, 3), round(r, 3)] for a, r in loop["rounds"]])
     thin = tfm_fuse.strip(wrapped)
     x = np.random.default_rng(0).normal(size=(64, size, size, 3)).astype("float32")
     print(f"{rt}: loop removed {loop['removed']:.1%} ({loop['measured_ms']:.2f} ms of "
