@@ -277,11 +277,10 @@ class MaskUpdater:
         50 % budget). A budget is a ceiling (`latency=0.5`: at most half the time), so the
         loop stops once the measured speed-up is between the budget's and `1 + slack` times it
         (`band`; it aims at the middle). When the allocation has nothing new between the
-        bracket's masks, channels are given back to the faster one where the table says they
-        cost least (`_give_back`), else the bracket is split, in halved chunks if need be (the
-        measurement, not the block rule, decides: the residual CNN on OpenVINO CPU at a 33 %
-        budget had nothing between 30.7 % and 38.3 % removed in blocks of 16). The masks left
-        in place are those of `meeting_budget` among the measured ones. Returns `{"measured_ms", "full_ms",
+        bracket's masks, the bracket is split, in halved chunks if need be (the measurement,
+        not the block rule, decides: the residual CNN on OpenVINO CPU at a 33 % budget had
+        nothing between 30.7 % and 38.3 % removed in blocks of 16). The masks left in place
+        are those of `meeting_budget` among the measured ones. Returns `{"measured_ms", "full_ms",
         "removed"}` for them, and `"rounds"`: `[aim, removed]` of every round."""
         latency = self.latency_model()
         full = latency.cache.entries[latency.model_key(self.cost.full())]
@@ -294,11 +293,8 @@ class MaskUpdater:
                 masks = self.allocate_to(scores, aim, Kind.LATENCY)
                 between = bracket(measured_rounds, target, slack)
                 if between and any(same_masks(masks, r.masks) for r in measured_rounds):
-                    # the table gives nothing between the bracket's masks: give channels back
-                    # to the faster one, or split their difference
-                    masks = self._give_back(between[1], target, slack, scores, align)
-                    if masks is None or any(same_masks(masks, r.masks) for r in measured_rounds):
-                        masks = self._split(between, measured_rounds, scores, align)
+                    # the table gives nothing between the bracket's masks: split their difference
+                    masks = self._split(between, measured_rounds, scores, align)
                     if masks is None:
                         break  # not a channel left between them
                 measured = self.time_masks(masks)
@@ -319,48 +315,6 @@ class MaskUpdater:
                 w.zero_masked_weights(sides=("out",))
         return {"measured_ms": kept.ms, "full_ms": full, "removed": kept.removed,
                 "rounds": [[r.aim, r.removed] for r in measured_rounds]}
-
-    def _give_back(self, faster: LatencyRound, target: float, slack: float,
-                   scores: dict[int, np.ndarray], align: int) -> dict[int, np.ndarray] | None:
-        """`faster`'s masks (measured past the band) with pruned channels restored, the most
-        important chunks of `align` first, as long as the time predicted from `faster`'s
-        measurement (plus the calibrated table's difference) stays past the band's middle;
-        a group's later chunks are skipped once one is. None if nothing fits.
-
-        Why: a step in one layer's time can leave nothing between two allocations. The
-        residual CNN on OpenVINO CPU (budget 33 %) measured 21.7 % removed with a 32-channel
-        stage-1 group at 24 and 38.0 % at 16 (OpenVINO's 16-channel blocks), every other group
-        equal: only the step plus channels given back elsewhere lands in the band.
-        """
-        latency = self.latency_model()
-        full = latency.cache.entries[latency.model_key(self.cost.full())]
-        centre = float(np.mean(band(target, slack)))
-        masks = {g: m.copy() for g, m in faster.masks.items()}
-        keep, ms = self._keep(masks), faster.ms
-        chunks = []  # (importance, group, channel positions), as `masks_between` orders them
-        for g in self._removable:
-            pruned = np.flatnonzero(masks[g] == 0)
-            pruned = pruned[np.argsort(-scores[g][pruned], kind="stable")]
-            mean = float(np.mean(scores[g])) or 1.0
-            for start in range(0, len(pruned), max(1, align)):
-                part = pruned[start:start + max(1, align)]
-                chunks.append((float(np.mean(scores[g][part])) / mean, g, part))
-        chunks.sort(key=lambda c: -c[0])
-        closed, restored = set(), False
-        for _, g, part in chunks:
-            if g in closed:
-                continue
-            ids = self.graph.groups[g].channels[part]
-            layers = latency.layers_of(ids)
-            before = latency.layers_ms(keep, layers)
-            keep[ids] = True
-            cost = latency.scale * (latency.layers_ms(keep, layers) - before)
-            if 1.0 - (ms + cost) / full >= centre:
-                masks[g][part], ms, restored = 1.0, ms + cost, True
-            else:
-                keep[ids] = False
-                closed.add(g)
-        return masks if restored else None
 
     @staticmethod
     def _split(between: tuple[LatencyRound, LatencyRound], measured: list[LatencyRound],
