@@ -175,8 +175,8 @@ def masked_copy(trained, runtime: str, budget: float, method: str, **options):
     """A wrapped copy of `trained` with the masks `method` allocates for the budget (`options`:
     more `MaskUpdater` arguments)."""
     wrapped = tfm_fuse.wrap(trained)
-    updater = MaskUpdater(wrapped, runtime=runtime, align=UNIFORM_ALIGN if method == "mac-uniform"
-                          else None, **options)
+    options = {"align": UNIFORM_ALIGN if method == "mac-uniform" else None, **options}
+    updater = MaskUpdater(wrapped, runtime=runtime, **options)
     lat = updater.latency_model()
     scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
     if method == "latency-aware":
@@ -187,7 +187,7 @@ def masked_copy(trained, runtime: str, budget: float, method: str, **options):
     else:
         masks, removed = mac_budget_for(updater, scores, budget)
         updater._write(masks)
-    return wrapped, removed, (lat.block if method == "latency-aware" else UNIFORM_ALIGN)
+    return wrapped, removed, updater.latency_align()
 
 
 def mac_sweep(trained, fractions=SWEEP_MACS_KEPT):
@@ -237,7 +237,8 @@ def fine_tune(thin, data, epochs: int, seeds, test) -> list[float]:
 
 
 def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_test: int,
-              runs: int, seeds=(0,), base_seed: int = 0) -> list[dict]:
+              runs: int, seeds=(0,), base_seed: int = 0, align: int | None = None
+              ) -> list[dict]:
     build, size = MODELS[name]
     shape = (size, size, 3)
     train_data, test = digits(size, n_train, n_test)
@@ -264,7 +265,9 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
                 f"budget {target:.0%}")
             for method in ("latency-aware", "mac-uniform"):  # mac-uniform at what LA measured
                 log(f"{name} / {runtime}: {method} allocation")
-                wrapped, removed, block = masked_copy(base, runtime, target, method)
+                wrapped, removed, block = masked_copy(
+                    base, runtime, target, method,
+                    **({"align": align} if align and method == "latency-aware" else {}))
                 if method == "latency-aware":
                     target = removed
                 thin = tfm_fuse.strip(wrapped)
@@ -357,12 +360,15 @@ def main() -> None:
                         help="fine-tuning (and twin) seeds; accuracy is their mean")
     parser.add_argument("--base-seed", type=int, default=0,
                         help="seed of the base model's initial weights and training")
+    parser.add_argument("--align", type=int, default=None,
+                        help="the latency-aware allocation's channel block (default: the "
+                             "runtime's measured block)")
     parser.add_argument("--out", default=str(HERE / "latency_budget"))
     args = parser.parse_args()
     rows = []
     for name in args.models:
         rows += run_model(name, args.runtimes, args.budget, args.epochs, args.n_train,
-                          args.n_test, args.runs, tuple(args.seeds), args.base_seed)
+                          args.n_test, args.runs, tuple(args.seeds), args.base_seed, args.align)
         text = markdown(rows)
         print(text, flush=True)
         Path(args.out + ".json").write_text(json.dumps(
