@@ -48,7 +48,7 @@ Run alone: the timings are only meaningful on an otherwise idle machine.
 
 Run:  python benchmarks/latency_budget.py [--models residual_cnn mobilenet_v2 resnet50]
         [--runtimes litert_int8 openvino_cpu onnxruntime] [--budget 0.5] [--epochs 2]
-        [--seeds 0 1 2] [--base-seed 0]
+        [--seeds 0 1 2] [--base-seed 0] [--align N  (the latency-aware block; default measured)]
 """
 
 from __future__ import annotations
