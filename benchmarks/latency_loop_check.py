@@ -45,7 +45,8 @@ def main() -> None:
     wrapped = tfm_fuse.wrap(base)
     updater = MaskUpdater(wrapped, runtime=rt, align=args.align)
     loop = updater.meet_latency(args.budget)
-    print(f"block {updater.latency_align()}; rounds [aim, measured removed]:", [[round(a, 3), round(r, 3)] for a, r in loop["rounds"]])
+    print(f"block {updater.latency_align()}; rounds [aim, measured removed]:",
+          [[round(a, 3), round(r, 3)] for a, r in loop["rounds"]])
     thin = tfm_fuse.strip(wrapped)
     x = np.random.default_rng(0).normal(size=(64, size, size, 3)).astype("float32")
     print(f"{rt}: loop removed {loop['removed']:.1%} ({loop['measured_ms']:.2f} ms of "
