@@ -171,13 +171,14 @@ def reachable(base, runtime: str) -> float:
     return 1.0 - updater.time_masks(masks) / full
 
 
-def masked_copy(trained, runtime: str, budget: float, method: str, **options):
-    """A wrapped copy of `trained` with the masks `method` allocates for the budget (`options`:
-    more `MaskUpdater` arguments)."""
+def masked_copy(trained, runtime: str, budget: float, method: str, *, align: int | None = None,
+                **options):
+    """A wrapped copy of `trained` with the masks `method` allocates for the budget (`align`:
+    the latency-aware block, None for the runtime's measured one; mac-uniform always has
+    `UNIFORM_ALIGN`. `options`: more `MaskUpdater` arguments)."""
     wrapped = tfm_fuse.wrap(trained)
-    options = {"align": UNIFORM_ALIGN if method == "mac-uniform" else None, **options}
-    updater = MaskUpdater(wrapped, runtime=runtime, **options)
-    lat = updater.latency_model()
+    updater = MaskUpdater(wrapped, runtime=runtime,
+                          align=UNIFORM_ALIGN if method == "mac-uniform" else align, **options)
     scores = allocation.group_scores(wrapped, updater.graph, updater.criterion)
     if method == "latency-aware":
         result = updater.meet_latency(budget)
@@ -265,9 +266,7 @@ def run_model(name: str, runtimes, budget: float, epochs: int, n_train: int, n_t
                 f"budget {target:.0%}")
             for method in ("latency-aware", "mac-uniform"):  # mac-uniform at what LA measured
                 log(f"{name} / {runtime}: {method} allocation")
-                wrapped, removed, block = masked_copy(
-                    base, runtime, target, method,
-                    **({"align": align} if align and method == "latency-aware" else {}))
+                wrapped, removed, block = masked_copy(base, runtime, target, method, align=align)
                 if method == "latency-aware":
                     target = removed
                 thin = tfm_fuse.strip(wrapped)

@@ -20,7 +20,8 @@ from tfm_fuse.pruning import allocation
 from tfm_fuse.pruning import latency_model as latency
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
 from tfm_fuse.pruning.updater import (LatencyRound, MaskUpdater, band, band_side, masks_between,
-                                      meeting_budget, next_aim, read_options)
+                                      meeting_budget, next_aim, read_options,
+                                      split_bracket)
 from tests.models import conv_bn_act, residual
 
 
@@ -360,10 +361,10 @@ def test_the_split_of_a_bracket_halves_the_chunks_until_the_masks_are_new():
     loop stopped 5 points past the budget. Halved chunks give masks between them."""
     low, high = {0: np.ones(4)}, {0: np.r_[np.ones(2), np.zeros(2)]}
     between = (LatencyRound(0.3, 0.307, 1.0, low), LatencyRound(0.4, 0.383, 0.9, high))
-    mid = MaskUpdater._split(between, list(between), {0: np.arange(4.0)[::-1]}, 2)
+    mid = split_bracket(between, list(between), {0: np.arange(4.0)[::-1]}, 2)
     assert mid[0].tolist() == [1, 1, 1, 0]  # the more important of the two channels kept
     measured = list(between) + [LatencyRound(0.35, 0.35, 0.95, mid)]
-    assert MaskUpdater._split(between, measured, {0: np.arange(4.0)[::-1]}, 2) is None
+    assert split_bracket(between, measured, {0: np.arange(4.0)[::-1]}, 2) is None
 
 
 def test_fitted_grid_keeps_measured_cells_and_fits_the_rest_never_decreasing():

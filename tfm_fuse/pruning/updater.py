@@ -294,7 +294,7 @@ class MaskUpdater:
                 between = bracket(measured_rounds, target, slack)
                 if between and any(same_masks(masks, r.masks) for r in measured_rounds):
                     # the table gives nothing between the bracket's masks: split their difference
-                    masks = self._split(between, measured_rounds, scores, align)
+                    masks = split_bracket(between, measured_rounds, scores, align)
                     if masks is None:
                         break  # not a channel left between them
                 measured = self.time_masks(masks)
@@ -315,20 +315,6 @@ class MaskUpdater:
                 w.zero_masked_weights(sides=("out",))
         return {"measured_ms": kept.ms, "full_ms": full, "removed": kept.removed,
                 "rounds": [[r.aim, r.removed] for r in measured_rounds]}
-
-    @staticmethod
-    def _split(between: tuple[LatencyRound, LatencyRound], measured: list[LatencyRound],
-               scores: dict[int, np.ndarray], align: int) -> dict[int, np.ndarray] | None:
-        """`masks_between` the bracket's masks in chunks of `align`, halved until the masks are
-        new (None when even single channels give none)."""
-        size = max(1, align)
-        while True:
-            masks = masks_between(between[0].masks, between[1].masks, scores, size)
-            if not any(same_masks(masks, r.masks) for r in measured):
-                return masks
-            if size == 1:
-                return None
-            size //= 2
 
     def _allocate(self, scores, rate: float) -> dict[int, np.ndarray]:
         return allocation.allocate(scores, rate, scope=self.scope, align=self.align,
@@ -481,6 +467,20 @@ def masks_between(low: dict[int, np.ndarray], high: dict[int, np.ndarray],
     for _, g, part in chunks[:len(chunks) // 2]:
         masks[g][part] = 1.0
     return masks
+
+
+def split_bracket(between: tuple[LatencyRound, LatencyRound], measured: list[LatencyRound],
+                  scores: dict[int, np.ndarray], align: int) -> dict[int, np.ndarray] | None:
+    """`masks_between` the bracket's masks in chunks of `align`, halved until the masks are
+    new among the `measured` rounds' (None when even single channels give none)."""
+    size = max(1, align)
+    while True:
+        masks = masks_between(between[0].masks, between[1].masks, scores, size)
+        if not any(same_masks(masks, r.masks) for r in measured):
+            return masks
+        if size == 1:
+            return None
+        size //= 2
 
 
 def band(target: float, slack: float) -> tuple[float, float]:
