@@ -56,6 +56,9 @@ from tfm_fuse.graph import ModelGraph, Node
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 BLOCK_CANDIDATES = (2, 4, 8, 16, 32, 64)
+# blocks tried inside whole models (OpenVINO): oneDNN's CPU layouts hold 8 or 16 channels per
+# block (nChw8c on AVX2, nChw16c on AVX-512), so a window of 32 counts can tell them apart
+CONTEXT_BLOCK_CANDIDATES = (2, 4, 8, 16, 32)
 RUNTIMES = ("litert_int8", "openvino_cpu", "onnxruntime")
 # how whole models are timed (`_deployed_artefact`); part of their cache keys
 WHOLE_MODEL = "model fused"
@@ -276,16 +279,16 @@ def profiled_openvino_ms(path: Path, runs: int = 100) -> float:
     return 1000.0 * float(np.median(totals))
 
 
-def _openvino_profiles(path: Path, runs: int):
+def _openvino_profiles(path: Path, runs: int, warmup: int = 5):
     """The CPU plugin's per-node counters (`profiling_info`) of each of `runs` inferences of the
-    IR at `path` (one thread, latency mode, after 5 warm-up runs)."""
+    IR at `path` (one thread, latency mode, after `warmup` runs)."""
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(path), "CPU", {
         "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})
     request = compiled.create_infer_request()
     feeds = [np.zeros(tuple(p.shape), np.float32) for p in compiled.inputs]
-    for _ in range(5):
+    for _ in range(warmup):
         request.infer(feeds)
     for _ in range(runs):
         request.infer(feeds)
@@ -297,13 +300,16 @@ _OV_BOUNDARY = ("Parameter", "Result", "Reorder", "Input", "Output")
 _OV_TYPES = {"Conv2D": "Convolution", "DepthwiseConv2D": "GroupConvolution", "Dense": "MatMul"}
 
 
-def openvino_layer_ms(path: Path, runs: int = 100) -> list[list]:
+def openvino_layer_ms(path: Path, runs: int = 400) -> list[list]:
     """`[[operation type, output height and width, kernel, input channels, output channels, ms]]`:
     the median time OpenVINO's CPU plugin spends in each convolution and matrix product of the
     IR at `path`, inside the whole model (its performance counters; the plugin names a fused
     node after the operation it starts with). The IR's names are the converter's own
     (`Convolution_97`), so a node is known by its shape; `LatencyModel.fit_in_context` matches
-    those to the model's layers."""
+    those to the model's layers.
+
+    400 runs: with 100, the residual CNN's stage-1 convolution at 16 channels read 0.050, 0.061
+    and 0.090 ms in three profiles of one artefact, with 400 0.044-0.048."""
     import openvino as ov
 
     shapes = {}
@@ -321,7 +327,7 @@ def openvino_layer_ms(path: Path, runs: int = 100) -> list[list]:
         else:  # NCHW data, OIHW (or GOIHW) weights
             shapes[op.get_friendly_name()] = [kind, out[2:], weights[-2:], data[1], out[1]]
     samples: dict[str, list[float]] = {}
-    for nodes in _openvino_profiles(path, runs):
+    for nodes in _openvino_profiles(path, runs, warmup=20):
         for p in nodes:
             if p.node_name in shapes:
                 samples.setdefault(p.node_name, []).append(p.real_time.total_seconds())
@@ -511,8 +517,11 @@ class LatencyModel:
         self.n_ids = 1 + max((int(t.channels.max()) for t in graph.tensors if len(t.channels)),
                              default=0)
         self.cache = TimeCache(runtime, cache_folder)
-        self.scale, self.offset, self.block = 1.0, 0.0, 1
+        self.scale, self.offset = 1.0, 0.0
+        self._block: int | None = None  # measured when first asked for (`block`)
         self.in_context = False  # whether `fit_in_context` replaced the one-layer times
+        # {(n_in, n_out): ms} per layer, read inside whole models by `fit_in_context`
+        self.context_ms: list[dict[tuple[int, int], float]] = []
         self._reference = None  # the full model's folder, once something is timed against it
         prunable = np.zeros(self.n_ids, dtype=bool)
         for g in graph.groups:
@@ -553,7 +562,13 @@ class LatencyModel:
                 dst.channels if out_pruned else None, np.array(ins, float),
                 np.array([0.0] if tied else outs, float), grid, tied))
         self.of_channel = self._layers_of_channels()
-        self.block = self.alignment()
+
+    @property
+    def block(self) -> int:
+        """The runtime's channel block (`alignment`), measured once when first needed."""
+        if self._block is None:
+            self._block = self.alignment()
+        return self._block
 
     def _layers_of_channels(self) -> dict[int, list[int]]:
         found: dict[int, list[int]] = {}
@@ -655,7 +670,7 @@ class LatencyModel:
 
     def context_key(self, keep: np.ndarray) -> str:
         """A cache key for the per-layer times of the whole stripped model `keep` describes."""
-        return "in context " + self.model_key(keep)
+        return "in context, 400 runs " + self.model_key(keep)
 
     def fit_in_context(self, designs: list[tuple[np.ndarray, Callable[[], keras.Model]]]
                        ) -> None:
@@ -691,12 +706,13 @@ class LatencyModel:
             for i, ms in enumerate(self.cache.entries[self.context_key(keep)]):
                 if ms is not None:
                     samples[i].setdefault(self.layers[i].counts(keep), []).append(ms)
-        for layer, found in zip(self.layers, samples):
+        self.context_ms = [{k: float(np.median(v)) for k, v in found.items()}
+                           for found in samples]
+        for layer, found in zip(self.layers, self.context_ms):
             if found:
-                layer.ms = monotone(_fitted_grid(layer, {k: float(np.median(v))
-                                                         for k, v in found.items()}))
+                layer.ms = monotone(_fitted_grid(layer, found))
         self.in_context = True
-        self.block = self.alignment()  # the costliest layer may be another one now
+        self._block = None  # measured again: the costliest layer may be another one now
 
     def _match(self, keep: np.ndarray, nodes: list[list]) -> list[float | None]:
         """Each timed layer's ms among `nodes` (`openvino_layer_ms`), found by its operation
@@ -717,22 +733,54 @@ class LatencyModel:
         keys = [shape(i) for i in range(len(self.layers))]
         return [node_ms[k] / keys.count(k) if k in node_ms else None for k in keys]
 
+    def costliest_layer(self) -> TimedLayer | None:
+        """The layer whose output count pruning changes that takes the most time at full width
+        (None if there is none): the one the channel block is measured on."""
+        return max((layer for layer in self.layers if layer.out_ids is not None and not layer.tied),
+                   key=lambda layer: layer.ms[-1, -1], default=None)
+
+    def block_layer(self) -> TimedLayer | None:
+        """The layer the block is measured on: the costliest one `fit_in_context` read at every
+        `block_counts` of its output, else `costliest_layer()`."""
+        timed = [layer for layer in self.layers if layer.out_ids is not None and not layer.tied
+                 and self._block_times(layer) is not None]
+        if timed:
+            return max(timed, key=lambda layer: layer.ms[-1, -1])
+        return self.costliest_layer()
+
+    def _block_times(self, layer: TimedLayer) -> dict[int, float] | None:
+        """`{output count: ms}` inside whole models with `layer`'s input whole, if measured at
+        every `block_counts` of its output (`fit_in_context`), else None."""
+        if not self.context_ms:
+            return None
+        full_in = {-1, int(layer.in_counts[-1])}
+        by_out = {n_out: ms for (n_in, n_out), ms in self.context_ms[self.layers.index(layer)].items()
+                  if n_in in full_in}
+        return by_out if set(block_counts(int(layer.out_counts[-1]))) <= set(by_out) else None
+
     def alignment(self, *, candidates=BLOCK_CANDIDATES, tolerance: float = 0.03) -> int:
         """The runtime's channel block, measured on the model's costliest prunable layer.
 
-        Times the layer at every output count from 127 below a multiple of 64 (or of 8, if it
-        is narrower) up to it and returns `block_of` those times. With the table measured in
-        context (OpenVINO), a time above one at more channels is first lowered to it, as
-        `monotone` does to the grid: the residual CNN's 32-channel convolution measured
-        0.029-0.035 ms at 1-16 channels, 0.047-0.060 at 17-31 and 0.044 at 32, which passes a
-        block of 32 (half the counts at the next multiple's time) where the plugin's is 16.
-        (The other runtimes' blocks, on which the published figures rest, are taken from the
-        raw times; lowering them there too moves several blocks by a factor of 2.)
+        Where `fit_in_context` read that layer at the `block_counts` of its output, inside
+        whole models (OpenVINO, `MaskUpdater.latency_model`), the block is `block_of_steps`
+        of those times. A one-layer model there gave 16 in one session and 8 in the next for
+        the residual CNN's 32-channel convolution, whose counts 17-31 cost what 32 does (or
+        more) inside the model: allocated in blocks of 8, the latency-aware model kept half the
+        MACs of the MAC budget at the same latency, 6 points less accurate
+        (`benchmarks/latency_budget_xeon_residual_cnn_openvino_base0_band.md`).
+
+        Otherwise it times the layer alone at every output count from 127 below a multiple of
+        64 (or of 8, if it is narrower) up to it and returns `block_of` those times. With the
+        table measured in context, a time above one at more channels is first lowered to it, as
+        `monotone` does to the grid. (The other runtimes' blocks, on which the published
+        figures rest, are taken from the raw times; lowering them there too moves several
+        blocks by a factor of 2.)
         """
-        best = max((layer for layer in self.layers if layer.out_ids is not None and not layer.tied),
-                   key=lambda layer: layer.ms[-1, -1], default=None)
+        best = self.block_layer()
         if best is None:
             return 1
+        if self.in_context and self._block_times(best) is not None:
+            return block_of_steps(self._block_times(best))
         node = next(n for n in timed_nodes(self.graph) if n.layer.name == best.name)
         inner = rules.unwrap(node.layer)
         in_shape = tuple(int(d) for d in self.graph.tensors[node.inputs[0]].shape[1:])
@@ -778,6 +826,53 @@ def block_of(ms: dict[int, float], *, candidates=BLOCK_CANDIDATES, tolerance: fl
             break
         chosen = a
     return chosen
+
+
+def block_counts(size: int) -> list[int]:
+    """Output counts at which a layer of `size` channels is timed inside the whole model to
+    find its block (`block_of_steps`): every second count of the 32 up to the largest multiple
+    of 32 (of all of them if it is narrower), 16 models at most.
+
+    Example:
+        >>> block_counts(40)
+        [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32]
+        >>> block_counts(12)
+        [2, 4, 6, 8, 10, 12]
+    """
+    top = size // 32 * 32 if size >= 32 else size
+    return list(range(max(2, top - 30), top + 1, 2))
+
+
+def block_of_steps(ms: dict[int, float], *, candidates=CONTEXT_BLOCK_CANDIDATES,
+                   tolerance: float = 0.5) -> int:
+    """The channel block whose staircase fits times `ms` (`{output count: ms}`) best: for each
+    block `a` (and 1), the least-squares line of the times on the counts rounded up to a
+    multiple of `a`; the largest block whose residual is within `1 + tolerance` of the best
+    one's is returned (where the times cannot tell, the larger block, as in `block_of`).
+
+    Made for times read once per count inside a whole model: `block_of`'s median of ratios
+    to the next multiple needs each count's time to be right, a fit over all of them only the
+    steps. Times above one at more channels are lowered to it first (`monotone`): OpenVINO ran
+    the residual CNN's convolution slower at 20-28 channels than at 32 (0.066-0.09 vs 0.061
+    ms), a padded block with a slower tail.
+
+    Example:
+        >>> block_of_steps({n: 0.1 + 0.02 * -(-n // 16) for n in range(2, 33, 2)})
+        16
+        >>> block_of_steps({n: 0.01 * n for n in range(2, 33, 2)})  # even counts: 2 at least
+        2
+    """
+    counts = np.array(sorted(ms))
+    times = np.minimum.accumulate(np.array([ms[n] for n in counts])[::-1])[::-1]
+    residual = {}
+    for a in (1,) + tuple(candidates):
+        blocked = (-(-counts // a) * a).astype(float)
+        design = (np.c_[np.ones_like(blocked), blocked] if np.ptp(blocked)
+                  else np.ones((len(blocked), 1)))
+        coef = np.linalg.lstsq(design, times, rcond=None)[0]
+        residual[a] = float(np.sum((times - design @ coef) ** 2))
+    best = min(residual.values())
+    return max(a for a, r in residual.items() if r <= best * (1 + tolerance) + 1e-15)
 
 
 def _fitted_grid(layer: TimedLayer, measured: dict[tuple[int, int], float]) -> np.ndarray:

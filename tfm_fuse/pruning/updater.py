@@ -32,7 +32,8 @@ from tfm_fuse.graph import analyze
 from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.budget import COST_METRIC, Budget, Kind, solve_rate
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
-from tfm_fuse.pruning.latency_model import RUNTIMES, LatencyCost, LatencyModel, context_designs
+from tfm_fuse.pruning.latency_model import (RUNTIMES, LatencyCost, LatencyModel,
+                                            block_counts, context_designs)
 from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.pruning.wrapping import wrap
@@ -223,7 +224,10 @@ class MaskUpdater:
                                   f"runtime='litert_int8'). Accepted: {', '.join(RUNTIMES)}.")
             self._latency = LatencyModel(self.graph, self.runtime)
             if self.runtime == "openvino_cpu":  # its one-layer counters misplace the time
-                self._latency.fit_in_context(self._context_designs())
+                designs = self._context_designs()
+                self._latency.fit_in_context(designs)
+                # then the costliest layer at every block count, for its block in context
+                self._latency.fit_in_context(designs + self._block_designs())
             scores = allocation.group_scores(self.model, self.graph, self.criterion)
             for rate in CALIBRATION_RATES:
                 self.time_masks(allocation.allocate(scores, rate, scope="layer",
@@ -238,6 +242,27 @@ class MaskUpdater:
         sizes = {gid: len(whole[gid]) for gid in self._removable}
         return [(self._keep(design), functools.partial(self._stripped, {**whole, **design}))
                 for design in context_designs(sizes)]
+
+    def _block_designs(self) -> list[tuple[np.ndarray, Callable[[], keras.Model]]]:
+        """The model stripped to each of `latency_model.block_counts` of the group that the
+        costliest layer writes (every other group whole), as `(keep, builder)`: that layer's
+        block measured inside the model (`LatencyModel.alignment`)."""
+        layer = self._latency.costliest_layer()
+        if layer is None:
+            return []
+        written = set(np.unique(layer.out_ids).tolist())
+        gid = next((g for g in self._removable
+                    if written & set(self.graph.groups[g].channels.tolist())), None)
+        if gid is None:
+            return []
+        whole = self._whole_masks()
+        designs = []
+        for count in block_counts(len(whole[gid])):
+            mask = np.zeros_like(whole[gid])
+            mask[:count] = 1.0
+            masks = {**whole, gid: mask}
+            designs.append((self._keep(masks), functools.partial(self._stripped, masks)))
+        return designs
 
     def time_masks(self, masks: dict[int, np.ndarray]) -> float:
         """Measured ms on `runtime` of the model stripped with `masks` (cached); the latency
