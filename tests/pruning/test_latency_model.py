@@ -103,10 +103,21 @@ def test_block_of_steps_fits_the_staircase_of_times_read_once_per_count(ms, bloc
     assert latency.block_of_steps(ms) == block
 
 
+# the same convolution read once at every count 1..32 (100 runs each, an earlier session's
+# setting): the readings scatter by a third within a block
+OPENVINO_IN_CONTEXT_EVERY_COUNT_MS = {
+    1: 0.045, 2: 0.053, 3: 0.044, 4: 0.055, 5: 0.056, 6: 0.062, 7: 0.071, 8: 0.055, 9: 0.055,
+    10: 0.043, 11: 0.045, 12: 0.049, 13: 0.046, 14: 0.048, 15: 0.045, 16: 0.046, 17: 0.08,
+    18: 0.07, 19: 0.067, 20: 0.077, 21: 0.077, 22: 0.068, 23: 0.071, 24: 0.0925, 25: 0.099,
+    26: 0.073, 27: 0.081, 28: 0.109, 29: 0.086, 30: 0.097, 31: 0.082, 32: 0.0718}
+
+
 def test_the_ratio_test_misses_the_block_in_one_reading_per_count():
-    """Why the block inside a model is not `block_of`: single readings' ratios to the next
-    multiple up fail at 2 already (0.047 at 6 vs 0.048 at 8), though the steps are plain."""
-    assert latency.block_of(OPENVINO_IN_CONTEXT_MS) == 1
+    """Why the block inside a model is not `block_of`: with one noisy reading per count the
+    median ratio to the next multiple of 2 falls below 0.97, so it stops at 1; the staircase
+    fit over all counts finds the 16 the readings step by."""
+    assert latency.block_of(OPENVINO_IN_CONTEXT_EVERY_COUNT_MS) == 1
+    assert latency.block_of_steps(OPENVINO_IN_CONTEXT_EVERY_COUNT_MS) == 16
 
 
 def test_block_counts_are_every_second_count_of_the_top_32():
@@ -446,12 +457,17 @@ def test_openvino_layer_times_and_block_are_read_inside_the_whole_model(cache):
     per_layer = [lat.cache.entries[lat.context_key(keep)] for keep, _ in designs]
     # every convolution and the Dense were found in every design's profile
     assert all(ms is not None and ms > 0 for row in per_layer for ms in row), per_layer
-    # at full width a layer's table time is what the designs measured there (their median)
+    # at full width a layer's table time is the median of every model read that measured it
+    # there (the width designs and the block designs)
+    readings = [lat.cache.entries[lat.context_key(keep)] for keep in lat.context_keeps]
+    assert len(lat.context_keeps) > len(designs)
     for i, layer in enumerate(lat.layers):
-        assert layer.ms[-1, -1] == pytest.approx(lat.context_ms[i][layer.counts(full)]), layer.name
-    # the block: the costliest layer timed in the model at each block count, whole input
-    layer = lat.block_layer()
-    found = lat.context_ms[lat.layers.index(layer)]
-    by_out = {n_out: ms for (n_in, n_out), ms in found.items() if n_in in (-1, layer.in_counts[-1])}
-    assert set(latency.block_counts(int(layer.out_counts[-1]))) <= set(by_out)
-    assert lat.block == latency.block_of_steps(by_out)
+        there = [row[i] for keep, row in zip(lat.context_keeps, readings)
+                 if layer.counts(keep) == layer.counts(full)]
+        assert layer.ms[-1, -1] == pytest.approx(np.median(there)), layer.name
+    # the block: the costliest layer read in the model at each block count, with its input whole
+    read = [layer for layer in lat.costliest_layers() if lat.block_times(layer) is not None]
+    assert read, "no layer was read at its block counts"
+    layer = read[0]  # the costliest of them
+    assert set(lat.block_times(layer)) == set(latency.block_counts(int(layer.out_counts[-1])))
+    assert lat.block == latency.block_of_steps(lat.block_times(layer))

@@ -26,7 +26,8 @@ this module builds that table for the model's own layers:
   prediction becomes `scale × Σ layers + offset`, fitted nearest the latest point.
 
 `LatencyModel.alignment()` measures the runtime's channel block: the largest multiple whose
-unaligned counts cost as much as the next multiple up (pruning to them saves nothing).
+unaligned counts cost as much as the next multiple up (pruning to them saves nothing); on
+OpenVINO read inside whole models (`block_counts`, `block_of_steps`).
 
 Example:
     >>> lat = LatencyModel(analyze(model), "litert_int8")       # builds or reads the table
@@ -59,6 +60,8 @@ BLOCK_CANDIDATES = (2, 4, 8, 16, 32, 64)
 # blocks tried inside whole models (OpenVINO): oneDNN's CPU layouts hold 8 or 16 channels per
 # block (nChw8c on AVX2, nChw16c on AVX-512), so a window of 32 counts can tell them apart
 CONTEXT_BLOCK_CANDIDATES = (2, 4, 8, 16, 32)
+# inferences profiled per model read in context (`openvino_layer_ms`); part of its cache keys
+CONTEXT_RUNS = 400
 RUNTIMES = ("litert_int8", "openvino_cpu", "onnxruntime")
 # how whole models are timed (`_deployed_artefact`); part of their cache keys
 WHOLE_MODEL = "model fused"
@@ -300,7 +303,7 @@ _OV_BOUNDARY = ("Parameter", "Result", "Reorder", "Input", "Output")
 _OV_TYPES = {"Conv2D": "Convolution", "DepthwiseConv2D": "GroupConvolution", "Dense": "MatMul"}
 
 
-def openvino_layer_ms(path: Path, runs: int = 400) -> list[list]:
+def openvino_layer_ms(path: Path, runs: int = CONTEXT_RUNS) -> list[list]:
     """`[[operation type, output height and width, kernel, input channels, output channels, ms]]`:
     the median time OpenVINO's CPU plugin spends in each convolution and matrix product of the
     IR at `path`, inside the whole model (its performance counters; the plugin names a fused
@@ -308,8 +311,9 @@ def openvino_layer_ms(path: Path, runs: int = 400) -> list[list]:
     (`Convolution_97`), so a node is known by its shape; `LatencyModel.fit_in_context` matches
     those to the model's layers.
 
-    400 runs: with 100, the residual CNN's stage-1 convolution at 16 channels read 0.050, 0.061
-    and 0.090 ms in three profiles of one artefact, with 400 0.044-0.048."""
+    `CONTEXT_RUNS` (400) runs after 20 warm-up ones: with 100 after 5, the residual CNN's
+    stage-1 convolution at 16 channels read 0.050, 0.061 and 0.090 ms in three profiles of one
+    artefact, with 400 after 5 0.044-0.048."""
     import openvino as ov
 
     shapes = {}
@@ -520,8 +524,10 @@ class LatencyModel:
         self.scale, self.offset = 1.0, 0.0
         self._block: int | None = None  # measured when first asked for (`block`)
         self.in_context = False  # whether `fit_in_context` replaced the one-layer times
-        # {(n_in, n_out): ms} per layer, read inside whole models by `fit_in_context`
+        # {(n_in, n_out): ms} per layer, read inside whole models by `fit_in_context` (the
+        # median over the models `context_keeps` describes)
         self.context_ms: list[dict[tuple[int, int], float]] = []
+        self.context_keeps: list[np.ndarray] = []
         self._reference = None  # the full model's folder, once something is timed against it
         prunable = np.zeros(self.n_ids, dtype=bool)
         for g in graph.groups:
@@ -670,7 +676,7 @@ class LatencyModel:
 
     def context_key(self, keep: np.ndarray) -> str:
         """A cache key for the per-layer times of the whole stripped model `keep` describes."""
-        return "in context, 400 runs " + self.model_key(keep)
+        return f"in context, {CONTEXT_RUNS} runs " + self.model_key(keep)
 
     def fit_in_context(self, designs: list[tuple[np.ndarray, Callable[[], keras.Model]]]
                        ) -> None:
@@ -689,6 +695,9 @@ class LatencyModel:
         Example (what `MaskUpdater.latency_model` does on OpenVINO):
             >>> lat.fit_in_context(updater._context_designs())
         """
+        # one reading per model: a block design may be a width design too
+        designs = list({self.context_key(keep): (keep, build) for keep, build in designs}.values())
+        self.context_keeps = [keep for keep, _ in designs]
         todo = [(keep, build) for keep, build in designs
                 if self.context_key(keep) not in self.cache.entries]
         if todo:
@@ -733,54 +742,52 @@ class LatencyModel:
         keys = [shape(i) for i in range(len(self.layers))]
         return [node_ms[k] / keys.count(k) if k in node_ms else None for k in keys]
 
-    def costliest_layer(self) -> TimedLayer | None:
-        """The layer whose output count pruning changes that takes the most time at full width
-        (None if there is none): the one the channel block is measured on."""
-        return max((layer for layer in self.layers if layer.out_ids is not None and not layer.tied),
-                   key=lambda layer: layer.ms[-1, -1], default=None)
+    def costliest_layers(self) -> list[TimedLayer]:
+        """The layers whose output count pruning changes, the most time at full width first:
+        the block is measured on the first (`alignment`; `MaskUpdater` takes the first whose
+        output is one removable group, to read it inside the model)."""
+        return sorted((layer for layer in self.layers if layer.out_ids is not None
+                       and not layer.tied), key=lambda layer: -layer.ms[-1, -1])
 
-    def block_layer(self) -> TimedLayer | None:
-        """The layer the block is measured on: the costliest one `fit_in_context` read at every
-        `block_counts` of its output, else `costliest_layer()`."""
-        timed = [layer for layer in self.layers if layer.out_ids is not None and not layer.tied
-                 and self._block_times(layer) is not None]
-        if timed:
-            return max(timed, key=lambda layer: layer.ms[-1, -1])
-        return self.costliest_layer()
-
-    def _block_times(self, layer: TimedLayer) -> dict[int, float] | None:
-        """`{output count: ms}` inside whole models with `layer`'s input whole, if measured at
-        every `block_counts` of its output (`fit_in_context`), else None."""
-        if not self.context_ms:
-            return None
+    def block_times(self, layer: TimedLayer) -> dict[int, float] | None:
+        """`{output count: ms}` of `layer` inside whole models with its input whole, at each of
+        `block_counts` of its output, if `fit_in_context` read them all (and they are at least
+        three), else None."""
+        counts = block_counts(int(layer.out_counts[-1]))
+        found = self.context_ms[self.layers.index(layer)] if self.context_ms else {}
         full_in = {-1, int(layer.in_counts[-1])}
-        by_out = {n_out: ms for (n_in, n_out), ms in self.context_ms[self.layers.index(layer)].items()
-                  if n_in in full_in}
-        return by_out if set(block_counts(int(layer.out_counts[-1]))) <= set(by_out) else None
+        by_out = {n_out: ms for (n_in, n_out), ms in found.items() if n_in in full_in}
+        if len(counts) < 3 or not set(counts) <= set(by_out):
+            return None
+        return {n: by_out[n] for n in counts}
 
     def alignment(self, *, candidates=BLOCK_CANDIDATES, tolerance: float = 0.03) -> int:
         """The runtime's channel block, measured on the model's costliest prunable layer.
 
-        Where `fit_in_context` read that layer at the `block_counts` of its output, inside
-        whole models (OpenVINO, `MaskUpdater.latency_model`), the block is `block_of_steps`
-        of those times. A one-layer model there gave 16 in one session and 8 in the next for
-        the residual CNN's 32-channel convolution, whose counts 17-31 cost what 32 does (or
-        more) inside the model: allocated in blocks of 8, the latency-aware model kept half the
-        MACs of the MAC budget at the same latency, 6 points less accurate
+        Where `fit_in_context` read a layer at every `block_counts` of its output, inside whole
+        models (OpenVINO, `MaskUpdater.latency_model`), the block is `block_of_steps` of those
+        times (of the costliest such layer; `candidates` and `tolerance` are `block_of`'s). A
+        one-layer model there gave 16 in one session and 8 in the next for the residual CNN's
+        32-channel convolution, whose counts 18-30 cost more than 32 inside the model:
+        allocated in blocks of 8, the latency-aware model kept half the MACs of the MAC budget
+        at the same latency, 6 points less accurate
         (`benchmarks/latency_budget_xeon_residual_cnn_openvino_base0_band.md`).
 
-        Otherwise it times the layer alone at every output count from 127 below a multiple of
+        Otherwise it times the costliest layer alone at every output count from 127 below a multiple of
         64 (or of 8, if it is narrower) up to it and returns `block_of` those times. With the
         table measured in context, a time above one at more channels is first lowered to it, as
         `monotone` does to the grid. (The other runtimes' blocks, on which the published
         figures rest, are taken from the raw times; lowering them there too moves several
         blocks by a factor of 2.)
         """
-        best = self.block_layer()
-        if best is None:
+        layers = self.costliest_layers()
+        if not layers:
             return 1
-        if self.in_context and self._block_times(best) is not None:
-            return block_of_steps(self._block_times(best))
+        for layer in layers:  # the costliest read in context at every block count, if any
+            times = self.block_times(layer)
+            if times is not None:
+                return block_of_steps(times)
+        best = layers[0]
         node = next(n for n in timed_nodes(self.graph) if n.layer.name == best.name)
         inner = rules.unwrap(node.layer)
         in_shape = tuple(int(d) for d in self.graph.tensors[node.inputs[0]].shape[1:])
@@ -853,7 +860,7 @@ def block_of_steps(ms: dict[int, float], *, candidates=CONTEXT_BLOCK_CANDIDATES,
     Made for times read once per count inside a whole model: `block_of`'s median of ratios
     to the next multiple needs each count's time to be right, a fit over all of them only the
     steps. Times above one at more channels are lowered to it first (`monotone`): OpenVINO ran
-    the residual CNN's convolution slower at 20-28 channels than at 32 (0.066-0.09 vs 0.061
+    the residual CNN's convolution slower at 18-30 channels than at 32 (0.062-0.073 vs 0.058
     ms), a padded block with a slower tail.
 
     Example:

@@ -226,7 +226,8 @@ class MaskUpdater:
             if self.runtime == "openvino_cpu":  # its one-layer counters misplace the time
                 designs = self._context_designs()
                 self._latency.fit_in_context(designs)
-                # then the costliest layer at every block count, for its block in context
+                # then the costliest layer at every block count, for its block in context; the
+                # tables are refitted on all the readings (the block models' too)
                 self._latency.fit_in_context(designs + self._block_designs())
             scores = allocation.group_scores(self.model, self.graph, self.criterion)
             for rate in CALIBRATION_RATES:
@@ -244,20 +245,22 @@ class MaskUpdater:
                 for design in context_designs(sizes)]
 
     def _block_designs(self) -> list[tuple[np.ndarray, Callable[[], keras.Model]]]:
-        """The model stripped to each of `latency_model.block_counts` of the group that the
-        costliest layer writes (every other group whole), as `(keep, builder)`: that layer's
-        block measured inside the model (`LatencyModel.alignment`)."""
-        layer = self._latency.costliest_layer()
-        if layer is None:
-            return []
-        written = set(np.unique(layer.out_ids).tolist())
-        gid = next((g for g in self._removable
-                    if written & set(self.graph.groups[g].channels.tolist())), None)
-        if gid is None:
+        """The model stripped to each of `latency_model.block_counts` of one group (every other
+        group whole), as `(keep, builder)`: the group that the costliest layer writes whole, of
+        at least 6 channels, removable, so that `LatencyModel.alignment` reads that layer's
+        block inside the model. [] if no layer has such a group."""
+        for layer in self._latency.costliest_layers():
+            size = int(layer.out_counts[-1])
+            written = set(np.unique(layer.out_ids).tolist())
+            gid = next((g for g in self._removable
+                        if set(self.graph.groups[g].channels.tolist()) == written), None)
+            if gid is not None and len(block_counts(size)) >= 3:
+                break
+        else:
             return []
         whole = self._whole_masks()
         designs = []
-        for count in block_counts(len(whole[gid])):
+        for count in block_counts(size):
             mask = np.zeros_like(whole[gid])
             mask[:count] = 1.0
             masks = {**whole, gid: mask}
