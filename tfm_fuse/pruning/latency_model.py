@@ -523,7 +523,6 @@ class LatencyModel:
         self.cache = TimeCache(runtime, cache_folder)
         self.scale, self.offset = 1.0, 0.0
         self._block: int | None = None  # measured when first asked for (`block`)
-        self.in_context = False  # whether `fit_in_context` replaced the one-layer times
         # {(n_in, n_out): ms} per layer, read inside whole models by `fit_in_context` (the
         # median over the models `context_keeps` describes)
         self.context_ms: list[dict[tuple[int, int], float]] = []
@@ -568,6 +567,11 @@ class LatencyModel:
                 dst.channels if out_pruned else None, np.array(ins, float),
                 np.array([0.0] if tied else outs, float), grid, tied))
         self.of_channel = self._layers_of_channels()
+
+    @property
+    def in_context(self) -> bool:
+        """Whether `fit_in_context` replaced the one-layer times."""
+        return bool(self.context_keeps)
 
     @property
     def block(self) -> int:
@@ -720,7 +724,6 @@ class LatencyModel:
         for layer, found in zip(self.layers, self.context_ms):
             if found:
                 layer.ms = monotone(_fitted_grid(layer, found))
-        self.in_context = True
         self._block = None  # measured again: the costliest layer may be another one now
 
     def _match(self, keep: np.ndarray, nodes: list[list]) -> list[float | None]:
@@ -950,12 +953,28 @@ def context_designs(sizes: dict[int, int], *, n_mixed: int = 4, seed: int = 0
     widths += [{gid: float(rng.choice(WIDTHS)) for gid in sizes} for _ in range(n_mixed)]
     designs = []
     for chosen in widths:
-        design = {}
-        for gid, n in sizes.items():
-            design[gid] = np.zeros(n, dtype=np.float32)
-            design[gid][:max(1, int(round(chosen[gid] * n)))] = 1.0
-        designs.append(design)
+        designs.append({gid: _leading(n, max(1, int(round(chosen[gid] * n))))
+                        for gid, n in sizes.items()})
     return designs
+
+
+def block_designs(gid: int, size: int) -> list[dict[int, np.ndarray]]:
+    """Masks for `LatencyModel.fit_in_context` that read a block: group `gid` (of `size`
+    channels) at each of `block_counts(size)`, the other groups left whole.
+
+    Example:
+        >>> [int(m[3].sum()) for m in block_designs(3, 8)]
+        [2, 4, 6, 8]
+    """
+    return [{gid: _leading(size, count)} for count in block_counts(size)]
+
+
+def _leading(size: int, kept: int) -> np.ndarray:
+    """A group mask of `size` channels keeping the first `kept` (which ones does not change
+    the time)."""
+    mask = np.zeros(size, dtype=np.float32)
+    mask[:kept] = 1.0
+    return mask
 
 
 class LatencyCost:

@@ -33,7 +33,7 @@ from tfm_fuse.pruning import allocation, criteria
 from tfm_fuse.pruning.budget import COST_METRIC, Budget, Kind, solve_rate
 from tfm_fuse.pruning.cost import INT8, CostModel, MetricCost
 from tfm_fuse.pruning.latency_model import (RUNTIMES, LatencyCost, LatencyModel,
-                                            block_counts, context_designs)
+                                            block_counts, block_designs, context_designs)
 from tfm_fuse.pruning.masks import group_mask, removable
 from tfm_fuse.pruning.wrapper import PruneWrapper
 from tfm_fuse.pruning.wrapping import wrap
@@ -240,9 +240,15 @@ class MaskUpdater:
         """`latency_model.context_designs` over the removable groups, as `(keep, builder of the
         model stripped to it)` (every other group whole)."""
         whole = self._whole_masks()
-        sizes = {gid: len(whole[gid]) for gid in self._removable}
-        return [(self._keep(design), functools.partial(self._stripped, {**whole, **design}))
-                for design in context_designs(sizes)]
+        return self._built(context_designs({gid: len(whole[gid]) for gid in self._removable}))
+
+    def _built(self, designs: list[dict[int, np.ndarray]]
+               ) -> list[tuple[np.ndarray, Callable[[], keras.Model]]]:
+        """`(keep, builder of the model stripped to it)` for each of `designs` (masks of some
+        groups; every other group whole)."""
+        whole = self._whole_masks()
+        return [(self._keep({**whole, **design}),
+                 functools.partial(self._stripped, {**whole, **design})) for design in designs]
 
     def _block_designs(self) -> list[tuple[np.ndarray, Callable[[], keras.Model]]]:
         """The model stripped to each of `latency_model.block_counts` of one group (every other
@@ -255,17 +261,8 @@ class MaskUpdater:
             gid = next((g for g in self._removable
                         if set(self.graph.groups[g].channels.tolist()) == written), None)
             if gid is not None and len(block_counts(size)) >= 3:
-                break
-        else:
-            return []
-        whole = self._whole_masks()
-        designs = []
-        for count in block_counts(size):
-            mask = np.zeros_like(whole[gid])
-            mask[:count] = 1.0
-            masks = {**whole, gid: mask}
-            designs.append((self._keep(masks), functools.partial(self._stripped, masks)))
-        return designs
+                return self._built(block_designs(gid, size))
+        return []
 
     def time_masks(self, masks: dict[int, np.ndarray]) -> float:
         """Measured ms on `runtime` of the model stripped with `masks` (cached); the latency
